@@ -1,0 +1,143 @@
+"""The run configuration: one dataclass, loaded from TOML and command-line flags, strictly checked."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass
+class RunConfig:
+    name: str = ""  # model name in the repository, [A-Za-z0-9_.-]+
+    csv: str = ""  # the table; a relative path resolves against the config file's folder
+    target: str = ""  # the column to predict
+    task: str = ""  # binary | multiclass | regression
+    positive: str = ""  # binary: the target value that is the positive class (else exactly two values)
+    class_names: list[str] = field(default_factory=list)  # display names in class order (binary: [neg, pos])
+    class_names_csv: str = ""  # two-column CSV (class value, display name); relative like `csv`
+    categorical: list[str] = field(default_factory=list)  # columns one-hot encoded (numeric codes or text)
+    ignore: list[str] = field(default_factory=list)  # identifier columns left out of the features
+    hidden: list[int] = field(default_factory=lambda: [32])  # hidden layer sizes
+    activation: str = "relu"  # between hidden layers: relu | tanh | sigmoid | none
+    dropout: float = 0.0  # dropout after each hidden activation
+    lr: float = 0.05  # SGD learning rate
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 1e-4  # SGD L2 penalty
+    batch_size: int = 32  # rows per SGD step
+    epochs: int = 300  # upper bound on epochs
+    patience: int = 40  # epochs without a better validation loss before stopping
+    val_fraction: float = 0.2  # share of rows for validation (early stopping)
+    test_fraction: float = 0.2  # share of rows held out for the test metrics
+    threshold: float = 0.5  # binary: label 1 when probability >= threshold
+    seed: int = 0  # seeds the split, the initial weights and the batch order
+
+    def __post_init__(self) -> None:
+        check_types(self)
+
+    def resolve(self, base: Path) -> RunConfig:
+        """Copy with `csv` and `class_names_csv` made absolute against `base`."""
+        out = dataclasses.replace(self)
+        for key in ("csv", "class_names_csv"):
+            value = getattr(out, key)
+            if value and not Path(value).is_absolute():
+                setattr(out, key, str((base / value).resolve()))
+        return out
+
+    def validate(self) -> None:
+        """Checks that need several fields; the task list lives in `pipeline.tasks`."""
+        from pipeline.tasks import TASKS
+
+        if not self.name or not MODEL_NAME.fullmatch(self.name):
+            raise PipelineError(f"model name {self.name!r} must match [A-Za-z0-9_.-]+")
+        if not self.csv:
+            raise PipelineError("no table given: set `csv` in the config or pass --csv FILE")
+        if not self.target:
+            raise PipelineError("no target column given: set `target` or pass --target COLUMN")
+        if self.task not in TASKS:
+            raise PipelineError(f"task {self.task!r} must be one of: {', '.join(TASKS)}")
+        if self.activation not in ("relu", "tanh", "sigmoid", "none"):
+            raise PipelineError(f"activation {self.activation!r} must be relu, tanh, sigmoid or none")
+        if any(h <= 0 for h in self.hidden):
+            raise PipelineError(f"hidden sizes must be positive, got {self.hidden}")
+        if not 0 <= self.dropout < 1:
+            raise PipelineError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.lr <= 0 or self.batch_size <= 0 or self.epochs <= 0 or self.patience <= 0:
+            raise PipelineError("lr, batch_size, epochs and patience must be positive")
+        fractions = (self.val_fraction, self.test_fraction)
+        if not all(0 < f < 1 for f in fractions) or sum(fractions) >= 0.9:
+            raise PipelineError("val_fraction and test_fraction must be in (0, 1) and leave >= 10% to train")
+        if not 0 < self.threshold < 1:
+            raise PipelineError(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.target in self.categorical or self.target in self.ignore:
+            raise PipelineError(f"target {self.target!r} cannot also be categorical or ignored")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+HINTS = typing.get_type_hints(RunConfig)
+
+
+def check_types(config: RunConfig) -> None:
+    for name, hint in HINTS.items():
+        value = getattr(config, name)
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            setattr(config, name, float(value))
+            continue
+        if typing.get_origin(hint) is list:
+            (item,) = typing.get_args(hint)
+            ok = isinstance(value, list) and all(
+                isinstance(v, item) and not isinstance(v, bool) for v in value
+            )
+        else:
+            ok = isinstance(value, hint) and not isinstance(value, bool)
+        if not ok:
+            shown = getattr(hint, "__name__", str(hint))
+            raise PipelineError(f"config field {name!r} must be {shown}, got {value!r}")
+
+
+def config_from_dict(values: dict, source: str) -> RunConfig:
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise PipelineError(f"{source}: unknown config key(s) {', '.join(unknown)}")
+    return RunConfig(**values)
+
+
+def load_config(path: Path, overrides: dict | None = None) -> RunConfig:
+    """Read a TOML config, apply overrides (already typed), resolve relative paths."""
+    try:
+        values = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"no such config file: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PipelineError(f"{path}: not valid TOML ({exc})") from None
+    values.setdefault("name", path.stem)
+    values.update(overrides or {})
+    return config_from_dict(values, str(path)).resolve(path.parent)
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.toml"))
+
+
+def builtin_config(name: str, overrides: dict | None = None) -> RunConfig:
+    if name not in builtin_names():
+        raise PipelineError(f"no built-in model {name!r}; built-ins: {', '.join(builtin_names())}")
+    return load_config(BUILTIN_DIR / f"{name}.toml", overrides)
+
+
+def describe(config: RunConfig) -> str:
+    """The resolved configuration, one `key = value` per line, printed at the start of a run."""
+    return "\n".join(f"  {k} = {v!r}" for k, v in dataclasses.asdict(config).items())

@@ -1,0 +1,135 @@
+"""One model's run, end to end on the torch side: data → train → test metrics → checkpoint and report,
+then the torch.compile check. A run directory holds checkpoint.pt, report.json and curves.png."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline import parity
+from pipeline.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.compiled import check_compiled
+from pipeline.config import RunConfig, describe
+from pipeline.data import load_dataset
+from pipeline.errors import PipelineError
+from pipeline.files import publish_dir, staging_dir
+from pipeline.models import ModelSpec, TabularModel
+from pipeline.report import plot_curves, read_json, write_json
+from pipeline.tasks import TASKS
+from pipeline.train import evaluate, fit
+
+HELD_OUT_ROWS = 1024  # test rows kept in the checkpoint for parity checks later
+
+
+def train_run(config: RunConfig, runs_dir: Path, progress: bool = True, log=print) -> dict:
+    """Train one model and publish its run directory; returns the report."""
+    config.validate()
+    log(f"{config.name}: {config.task} on {Path(config.csv).name} → {config.target}")
+    log(describe(config))
+    dataset = load_dataset(config, log)
+    task = TASKS[config.task]
+    mean, std = dataset.target_scale() if not task.is_classifier else (0.0, 1.0)
+    spec = ModelSpec(
+        task=config.task,
+        features=dataset.features,
+        hidden=list(config.hidden),
+        activation=config.activation,
+        dropout=config.dropout,
+        n_outputs=task.width(dataset.n_classes, len(dataset.target_names)),
+        threshold=config.threshold,
+        target_mean=[mean] if not task.is_classifier else [],
+        target_std=[std] if not task.is_classifier else [],
+    )
+    torch.manual_seed(config.seed)
+    model = TabularModel(spec)
+    start = time.perf_counter()
+    history = fit(model, dataset, config, progress=progress)
+    seconds = time.perf_counter() - start
+    if history.best_epoch == 0:
+        raise PipelineError(
+            f"{config.name}: training diverged in the first epoch; lower `lr` (now {config.lr})"
+        )
+    test = dataset.splits["test"]
+    metrics = evaluate(model, dataset.x[test], dataset.y[test], dataset.class_names)
+    report = {
+        "name": config.name,
+        "task": config.task,
+        "config": dataclasses.asdict(config),
+        "rows": {split: len(idx) for split, idx in dataset.splits.items()},
+        "dropped_rows": dataset.dropped,
+        "train_seconds": seconds,
+        "epochs_run": len(history.train_loss),
+        "test_metrics": metrics,
+        "history": history.to_dict(),
+        "features": [f.to_dict() for f in dataset.features],
+        "class_names": dataset.class_names,
+        "target_names": dataset.target_names,
+    }
+    held_out = torch.from_numpy(dataset.x[test][:HELD_OUT_ROWS].copy())
+    run_dir = runs_dir / config.name
+    staged = staging_dir(run_dir)
+    try:
+        save_checkpoint(
+            staged / "checkpoint.pt",
+            model,
+            config=dataclasses.asdict(config),
+            class_names=dataset.class_names,
+            target_names=dataset.target_names,
+            metrics=metrics,
+            held_out=held_out,
+        )
+        write_json(staged / "report.json", report)
+        plot_curves(staged / "curves.png", history, task.main_metric, f"{config.name} ({config.task})")
+        publish_dir(staged, run_dir)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    log(f"  {summary_line(report)}; {report['epochs_run']} epochs in {seconds:.1f}s → {run_dir}")
+    return report
+
+
+def summary_line(report: dict) -> str:
+    m = report["test_metrics"]
+    if "accuracy" in m:
+        return f"test accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}"
+    return f"test RMSE {m['rmse']:.3f}, MAE {m['mae']:.3f}, R² {m['r2']:.3f}"
+
+
+def compile_run(run_dir: Path, log=print) -> dict:
+    """torch.compile the checkpoint's model, check it against eager, record the result in report.json."""
+    model, payload = load_checkpoint(run_dir / "checkpoint.pt")
+    rows = parity.parity_rows(model.spec.features, payload["held_out"].numpy(), seed=0)
+    try:
+        compiled = check_compiled(model, rows, log)
+    except parity.ParityError as exc:
+        raise PipelineError(f"{run_dir.name}: {exc}") from None
+    report = read_json(run_dir / "report.json")
+    report["compile"] = compiled
+    write_json(run_dir / "report.json", report)
+    return report
+
+
+def builtin_summary(reports: list[dict]) -> str:
+    """The table `make all` prints: one row per model."""
+    rows = [("model", "task", "test metric", "epochs", "train s", "eager us", "compiled us")]
+    for r in reports:
+        c = r.get("compile", {})
+        rows.append(
+            (
+                r["name"],
+                r["task"],
+                summary_line(r).split(",")[0],
+                str(r["epochs_run"]),
+                f"{r['train_seconds']:.1f}",
+                f"{c.get('eager_batch1_us', np.nan):.0f}",
+                f"{c.get('compiled_batch1_us', np.nan):.0f}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in rows)

@@ -1,0 +1,120 @@
+"""The task table: everything that differs between the binary, multiclass and regression networks.
+
+Each row says how many outputs the last layer has, which loss trains it (always on the logits, before
+the final activation), what the deployed graph outputs and how a decision is made. Code elsewhere looks
+the task up here instead of branching on its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def binary_outputs(logits: torch.Tensor, threshold: float, mean: torch.Tensor, std: torch.Tensor):
+    probabilities = torch.sigmoid(logits)  # (batch, 1)
+    return logits, probabilities, (probabilities[:, 0] >= threshold).long()
+
+
+def multiclass_outputs(logits: torch.Tensor, threshold: float, mean: torch.Tensor, std: torch.Tensor):
+    return logits, torch.softmax(logits, dim=-1), logits.argmax(dim=-1)
+
+
+def regression_outputs(logits: torch.Tensor, threshold: float, mean: torch.Tensor, std: torch.Tensor):
+    return (logits * std + mean,)  # (batch, n_targets) in the target's own units
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
+    n = len(class_names)
+    confusion = np.zeros((n, n), dtype=np.int64)  # rows: true class, columns: predicted class
+    np.add.at(confusion, (y_true, y_pred), 1)
+    tp = np.diag(confusion).astype(float)
+    precision = np.divide(tp, confusion.sum(0), out=np.zeros(n), where=confusion.sum(0) > 0)
+    recall = np.divide(tp, confusion.sum(1), out=np.zeros(n), where=confusion.sum(1) > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n), where=precision + recall > 0)
+    present = confusion.sum(1) > 0  # macro F1 over the classes that occur in this split
+    return {
+        "accuracy": float(tp.sum() / confusion.sum()),
+        "macro_f1": float(f1[present].mean()),
+        "confusion_matrix": confusion.tolist(),
+        "class_names": list(class_names),
+    }
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
+    error = y_pred.astype(np.float64) - y_true
+    total = ((y_true - y_true.mean()) ** 2).sum()
+    return {
+        "rmse": float(np.sqrt((error**2).mean())),
+        "mae": float(np.abs(error).mean()),
+        "r2": float(1 - (error**2).sum() / total) if total > 0 else 0.0,
+    }
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    is_classifier: bool
+    output_names: tuple[str, ...]  # graph outputs, in the order `outputs` returns them
+    make_loss: Callable[[], nn.Module]  # called on logits (and the target from `loss_target`)
+    outputs: Callable  # (logits, threshold, target mean, target std) -> tuple of graph outputs
+    decision: str  # the output holding the decision: label, or prediction
+    metrics: Callable[[np.ndarray, np.ndarray, list[str]], dict]
+    main_metric: str  # printed in progress and summaries
+    higher_is_better: bool
+    width: Callable[[int, int], int]  # (n_classes, n_targets) -> width of the last Linear layer
+    loss_target: Callable  # (y, target mean, target std) -> the target in the form the loss takes
+
+
+OUTPUT_DTYPES = {
+    "logits": np.float32,
+    "probabilities": np.float32,
+    "label": np.int64,
+    "prediction": np.float32,
+}
+
+TASKS: dict[str, Task] = {
+    "binary": Task(
+        "binary",
+        True,
+        ("logits", "probabilities", "label"),
+        nn.BCEWithLogitsLoss,
+        binary_outputs,
+        "label",
+        classification_metrics,
+        "accuracy",
+        True,
+        width=lambda n_classes, n_targets: 1,
+        loss_target=lambda y, mean, std: y.float().unsqueeze(1),
+    ),
+    "multiclass": Task(
+        "multiclass",
+        True,
+        ("logits", "probabilities", "label"),
+        nn.CrossEntropyLoss,
+        multiclass_outputs,
+        "label",
+        classification_metrics,
+        "accuracy",
+        True,
+        width=lambda n_classes, n_targets: n_classes,
+        loss_target=lambda y, mean, std: y.long(),
+    ),
+    "regression": Task(
+        "regression",
+        False,
+        ("prediction",),
+        nn.MSELoss,
+        regression_outputs,
+        "prediction",
+        regression_metrics,
+        "rmse",
+        False,
+        width=lambda n_classes, n_targets: n_targets,
+        loss_target=lambda y, mean, std: ((y.double() - mean) / std).float().unsqueeze(1),
+    ),
+}

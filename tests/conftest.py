@@ -1,0 +1,48 @@
+"""Session fixtures: the three built-in models are trained once, compiled once, and shared."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.checkpoint import load_checkpoint
+from pipeline.config import builtin_config, builtin_names
+from pipeline.run import compile_run, train_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quiet(*args, **kwargs) -> None:
+    pass
+
+
+@pytest.fixture(scope="session")
+def runs_dir(tmp_path_factory) -> Path:
+    """Every built-in model trained with its own config at seed 0 (a few seconds in all)."""
+    runs = tmp_path_factory.mktemp("runs")
+    for name in builtin_names():
+        train_run(builtin_config(name), runs, progress=False, log=quiet)
+    return runs
+
+
+@pytest.fixture(scope="session")
+def trained(runs_dir) -> dict:
+    """name → (eager model, checkpoint payload)."""
+    return {name: load_checkpoint(runs_dir / name / "checkpoint.pt") for name in builtin_names()}
+
+
+@pytest.fixture(scope="session")
+def compiled_reports(runs_dir) -> dict:
+    """name → report after the torch.compile stage (compiles each model once per session)."""
+    return {name: compile_run(runs_dir / name, log=quiet) for name in builtin_names()}
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=300
+    )

@@ -1,0 +1,119 @@
+"""The deployable module: in-graph preprocessing, heads, checkpoints."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose
+
+from pipeline.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.data import Feature
+from pipeline.errors import PipelineError
+from pipeline.models import ModelSpec, Preprocess, TabularModel
+
+FEATURES = [
+    Feature("a", "numeric", mean=10.0, std=2.0),
+    Feature("region", "categorical", categories=[1.0, 2.0, 3.0], labels=["1", "2", "3"]),
+    Feature("b", "numeric", mean=-1.0, std=0.5),
+]
+
+
+def test_preprocess_standardizes_imputes_and_one_hot_encodes():
+    x = torch.tensor(
+        [
+            [12.0, 2.0, -1.5],  # plain row
+            [math.nan, 3.0, math.nan],  # missing numerics → the training mean → 0 after scaling
+            [10.0, 7.0, -1.0],  # unseen category code → all zeros
+            [10.0, math.nan, -1.0],  # missing category → all zeros
+        ]
+    )
+    encoded = Preprocess(FEATURES)(x).numpy()
+    # columns: a, b (standardized), then region == 1, 2, 3
+    assert_allclose(
+        encoded,
+        [
+            [1.0, -1.0, 0, 1, 0],
+            [0.0, 0.0, 0, 0, 1],
+            [0.0, 0.0, 0, 0, 0],
+            [0.0, 0.0, 0, 0, 0],
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    "task,n_out,names",
+    [
+        ("binary", 1, ("logits", "probabilities", "label")),
+        ("multiclass", 4, ("logits", "probabilities", "label")),
+        ("regression", 1, ("prediction",)),
+    ],
+)
+def test_heads_follow_the_task_table(task, n_out, names):
+    spec = ModelSpec(
+        task,
+        FEATURES,
+        [8],
+        "relu",
+        0.0,
+        n_out,
+        threshold=0.5,
+        target_mean=[20.0] if task == "regression" else [],
+        target_std=[5.0] if task == "regression" else [],
+    )
+    torch.manual_seed(0)
+    model = TabularModel(spec).eval()
+    x = torch.tensor([[12.0, 2.0, -1.5], [9.0, 1.0, -2.0], [8.0, 3.0, 0.0]])
+    with torch.no_grad():
+        outputs = model(x)
+        logits = model.mlp(model.preprocess(x))
+    assert model.output_names == names and len(outputs) == len(names)
+    if task == "binary":
+        _, p, label = outputs
+        assert_allclose(p.numpy(), torch.sigmoid(logits).numpy())
+        assert label.dtype == torch.int64 and label.tolist() == (p[:, 0] >= 0.5).long().tolist()
+    elif task == "multiclass":
+        _, p, label = outputs
+        assert_allclose(p.sum(1).numpy(), 1.0, rtol=1e-6)
+        assert label.tolist() == p.argmax(1).tolist()
+    else:
+        assert_allclose(outputs[0].numpy(), logits.numpy() * 5.0 + 20.0, rtol=1e-6)
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(trained, tmp_path):
+    model, payload = trained["auto-mpg"]
+    path = tmp_path / "copy.pt"
+    save_checkpoint(path, model, config=payload["config"], held_out=payload["held_out"])
+    again, _ = load_checkpoint(path)
+    x = payload["held_out"]
+    for a, b in zip(model(x), again(x)):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_with_a_pickled_object_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": 1, "spec": io.StringIO("not a tensor")}, path)
+    with pytest.raises(PipelineError, match="not a loadable checkpoint"):
+        load_checkpoint(path)
+
+
+def test_compiled_wrapper_is_never_saved(trained, tmp_path):
+    model, _ = trained["zoo-mammal"]
+
+    class Wrapper(torch.nn.Module):  # same key layout as torch.compile's OptimizedModule
+        def __init__(self):
+            super().__init__()
+            self._orig_mod = model
+            self.spec = model.spec
+
+    with pytest.raises(ValueError, match="eager module"):
+        save_checkpoint(tmp_path / "x.pt", Wrapper())
+
+
+def test_held_out_rows_are_in_the_checkpoint(trained):
+    _, payload = trained["zoo-multiclass"]
+    held_out = payload["held_out"].numpy()
+    assert held_out.dtype == np.float32 and held_out.shape == (21, 16)
