@@ -8,7 +8,8 @@ comma := ,
 MODEL_FLAGS := $(foreach m,$(subst $(comma), ,$(MODEL)),--model $(m))
 
 .DEFAULT_GOAL := all
-.PHONY: install all train test test-gpu lint clean
+REPOSITORY ?= models
+.PHONY: install all train export verify test test-gpu lint clean
 
 # Idempotent: the stamp is newer than pyproject.toml once everything is installed.
 install: $(VENV)/.installed
@@ -19,10 +20,16 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 all: install
-	$(PY) -m pipeline all --runs-dir $(RUNS) $(MODEL_FLAGS)
+	$(PY) -m export all --runs-dir $(RUNS) --repository $(REPOSITORY) $(MODEL_FLAGS)
 
 train: install
 	$(PY) -m pipeline train --runs-dir $(RUNS) $(MODEL_FLAGS)
+
+export: install
+	$(PY) -m export export --runs-dir $(RUNS) --repository $(REPOSITORY) $(MODEL_FLAGS)
+
+verify: install
+	$(PY) -m export verify --runs-dir $(RUNS) --repository $(REPOSITORY) $(MODEL_FLAGS)
 
 test: install
 	$(PY) -m pytest -q
@@ -35,5 +42,5 @@ lint: install
 	$(PY) -m ruff format --check .
 
 clean:
-	rm -rf $(RUNS) .pytest_cache .ruff_cache
+	rm -rf $(RUNS) $(REPOSITORY) .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

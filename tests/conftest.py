@@ -46,3 +46,33 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=300
     )
+
+
+@pytest.fixture(scope="session")
+def repository(runs_dir, compiled_reports, tmp_path_factory) -> Path:
+    """The three built-in models exported and verified into one model repository."""
+    from export.run import export_run
+
+    repo = tmp_path_factory.mktemp("models")
+    for name in builtin_names():
+        export_run(runs_dir / name, repo, log=quiet)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def compiled_models(trained, compiled_reports) -> dict:
+    """name → torch.compile handle (inductor's cache is warm after `compiled_reports`)."""
+    from pipeline.compiled import compile_model
+
+    return {name: compile_model(model) for name, (model, _) in trained.items()}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Skip CUDA-marked tests, with the reason, before their (CPU-costly) fixtures are built."""
+    if item.get_closest_marker("cuda"):
+        from export.verify import cuda_unavailable_reason
+
+        reason = cuda_unavailable_reason(for_onnxruntime="onnxruntime" in item.name)
+        if reason:
+            pytest.skip(reason)

@@ -1,0 +1,117 @@
+"""The model repository (Triton layout): config.pbtxt, manifest.json and <version>/model.onnx per model.
+
+A version is built completely in a hidden staging directory beside the model's directory, verified there,
+and only then swapped into place, so an interrupted or failed export never changes what is published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from pipeline.config import MODEL_NAME
+from pipeline.errors import PipelineError
+from pipeline.files import publish_dir, remove_stale_staging, staging_dir
+
+MAX_BATCH_SIZE = 4096
+V2_DATATYPES = {"float32": "FP32", "int64": "INT64"}  # numpy dtype → Open Inference Protocol datatype
+TRITON_DATATYPES = {"FP32": "TYPE_FP32", "INT64": "TYPE_INT64"}
+
+
+def model_dir(repository: Path, name: str) -> Path:
+    if not MODEL_NAME.fullmatch(name):
+        raise PipelineError(f"model name {name!r} must match [A-Za-z0-9_.-]+")
+    return repository / name
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def published_versions(directory: Path) -> list[int]:
+    if not directory.is_dir():
+        return []
+    return sorted(
+        int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "model.onnx").is_file()
+    )
+
+
+def tensor_spec(name: str, datatype: str, shape: list[int]) -> dict:
+    """Open Inference Protocol style: shape includes the batch axis as -1."""
+    return {"name": name, "datatype": datatype, "shape": shape}
+
+
+def config_pbtxt(name: str, inputs: list[dict], outputs: list[dict]) -> str:
+    """Triton ModelConfig in protobuf text format. A batch-only tensor ([batch]) is declared the Triton
+    way: dims [ 1 ] reshaped to [ ]."""
+
+    def tensor(spec: dict) -> str:
+        dims = spec["shape"][1:]
+        lines = [f'    name: "{spec["name"]}"', f"    data_type: {TRITON_DATATYPES[spec['datatype']]}"]
+        if dims:
+            lines.append(f"    dims: [ {', '.join(map(str, dims))} ]")
+        else:
+            lines += ["    dims: [ 1 ]", "    reshape: { shape: [ ] }"]
+        return "  {\n" + "\n".join(lines) + "\n  }"
+
+    separator = ",\n"
+    return (
+        f'name: "{name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {MAX_BATCH_SIZE}\n'
+        f"input [\n{separator.join(tensor(s) for s in inputs)}\n]\n"
+        f"output [\n{separator.join(tensor(s) for s in outputs)}\n]\n"
+        "dynamic_batching { }\n"
+        "version_policy: { latest: { num_versions: 1 } }\n"
+    )
+
+
+def publish(repository: Path, name: str, onnx_file: Path, manifest: dict, keep_versions: bool) -> Path:
+    """Publish `onnx_file` as the next version (or as version 1, replacing all, without
+    `keep_versions`), with its manifest and config. Returns the published model.onnx path."""
+    directory = model_dir(repository, name)
+    remove_stale_staging(directory)
+    staged = staging_dir(directory)
+    try:
+        older = published_versions(directory) if keep_versions else []
+        version = (older[-1] + 1) if older else 1
+        for v in older:  # hard links: the kept versions cost no copy and stay byte-identical
+            shutil.copytree(directory / str(v), staged / str(v), copy_function=os.link)
+        (staged / str(version)).mkdir()
+        target = staged / str(version) / "model.onnx"
+        shutil.copyfile(onnx_file, target)
+        previous = read_manifest(directory) if older else {}
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        manifest = {
+            **manifest,
+            "version": version,
+            "sha256": sha256_of(target),
+            "size_bytes": target.stat().st_size,
+            "created": created,
+        }
+        kept = {k: v for k, v in previous.get("versions", {}).items() if int(k) in older}
+        manifest["versions"] = {**kept, str(version): {"sha256": manifest["sha256"], "created": created}}
+        (staged / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (staged / "config.pbtxt").write_text(config_pbtxt(name, manifest["inputs"], manifest["outputs"]))
+        for path in staged.rglob("*"):
+            if path.is_file():
+                with path.open("rb") as f:
+                    os.fsync(f.fileno())
+        publish_dir(staged, directory)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return directory / str(version) / "model.onnx"
+
+
+def read_manifest(directory: Path) -> dict:
+    try:
+        return json.loads((directory / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"no manifest.json in {directory}: export the model first") from None

@@ -1,0 +1,139 @@
+"""Export one trained run into the model repository: ONNX → verification → manifest → publication."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import onnxscript
+import torch
+
+from export.onnx import OPSET, export_onnx, graph_metadata
+from export.repository import V2_DATATYPES, model_dir, publish, read_manifest, sha256_of, tensor_spec
+from export.verify import BackendResult, VerificationError, parity_table, verify
+from pipeline import parity
+from pipeline.checkpoint import load_checkpoint
+from pipeline.errors import PipelineError
+from pipeline.report import read_json
+from pipeline.tasks import OUTPUT_DTYPES
+
+
+def producer_versions() -> dict:
+    return {
+        "torch": str(torch.__version__),
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "onnxscript": onnxscript.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def graph_io(path: Path) -> tuple[list[dict], list[dict]]:
+    """Inputs and outputs of the ONNX graph as tensor specs (symbolic axes as -1)."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+
+    def spec(value, datatype):
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
+        return tensor_spec(value.name, datatype, dims)
+
+    inputs = [spec(v, "FP32") for v in graph.input]
+    outputs = [spec(v, V2_DATATYPES[np.dtype(OUTPUT_DTYPES[v.name]).name]) for v in graph.output]
+    return inputs, outputs
+
+
+def compile_result(run_dir: Path) -> list[BackendResult]:
+    """The torch.compile stage's parity (same rows and rule), when that stage ran."""
+    report = read_json(run_dir / "report.json").get("compile")
+    if report is None:
+        return [
+            BackendResult("torch.compile", "skipped", "compile stage not run (python -m pipeline compile)")
+        ]
+    diffs = [parity.OutputDiff(**{k: v for k, v in d.items() if k != "passed"}) for d in report["parity"]]
+    return [BackendResult("torch.compile", "passed", outputs=diffs)]
+
+
+def export_run(run_dir: Path, repository: Path, keep_versions: bool = False, log=print) -> dict:
+    """Export, verify and publish one run; returns the published manifest. Nothing is published when
+    verification fails (`VerificationError`)."""
+    name = run_dir.name
+    model_dir(repository, name)  # checks the name before anything is written
+    model, payload = load_checkpoint(run_dir / "checkpoint.pt")
+    held_out = payload["held_out"].numpy()
+    rows = parity.parity_rows(model.spec.features, held_out)
+    with tempfile.TemporaryDirectory(prefix=f"export-{name}-") as scratch:
+        onnx_file = Path(scratch) / "model.onnx"
+        log(f"{name}: exporting to ONNX (opset {OPSET})")
+        metadata = graph_metadata(model, name, payload["class_names"], payload["target_names"])
+        export_onnx(model, torch.from_numpy(rows[:7]), onnx_file, metadata)
+        log(f"{name}: verifying on {len(rows)} rows at batch sizes {', '.join(map(str, parity.BATCH_SIZES))}")
+        try:
+            results = compile_result(run_dir) + verify(model, onnx_file, rows)
+        except VerificationError as exc:
+            log(parity_table(exc.results))
+            raise
+        log(parity_table(results))
+        inputs, outputs = graph_io(onnx_file)
+        manifest = {
+            "name": name,
+            "task": model.spec.task,
+            "platform": "onnxruntime_onnx",
+            "opset": OPSET,
+            "inputs": inputs,
+            "outputs": outputs,
+            "features": [f.to_dict() for f in model.spec.features],
+            "class_names": payload["class_names"],
+            "target_names": payload["target_names"],
+            "threshold": model.spec.threshold,
+            "metrics": payload["metrics"],
+            "parity": {
+                "rows": len(rows),
+                "batch_sizes": list(parity.BATCH_SIZES),
+                "backends": [r.to_dict() for r in results],
+            },
+            "training": {"config": payload["config"], "versions": payload["versions"]},
+            "producer": producer_versions(),
+        }
+        published = publish(repository, name, onnx_file, manifest, keep_versions)
+    log(f"{name}: published {published}")
+    return read_manifest(published.parent.parent)
+
+
+def verify_published(run_dir: Path, repository: Path, log=print) -> list[BackendResult]:
+    """Re-verify the published model against its checkpoint (and its sha256 against the manifest)."""
+    directory = model_dir(repository, run_dir.name)
+    manifest = read_manifest(directory)
+    onnx_file = directory / str(manifest["version"]) / "model.onnx"
+    if not onnx_file.is_file() or sha256_of(onnx_file) != manifest["sha256"]:
+        raise PipelineError(f"{onnx_file} is missing or does not match the sha256 in its manifest")
+    model, payload = load_checkpoint(run_dir / "checkpoint.pt")
+    rows = parity.parity_rows(model.spec.features, payload["held_out"].numpy())
+    try:
+        results = verify(model, onnx_file, rows)
+    except VerificationError as exc:
+        log(parity_table(exc.results))
+        raise
+    log(parity_table(results))
+    return results
+
+
+def summary_table(manifests: list[dict]) -> str:
+    """`make all`'s closing table: metric, parity max abs diff per backend, file size."""
+    backends = [b["backend"] for b in manifests[0]["parity"]["backends"]] if manifests else []
+    rows = [("model", "task", "test metric", *(f"{b} max|Δ|" for b in backends), "onnx size")]
+    for m in manifests:
+        metrics = m["metrics"]
+        metric = (
+            f"accuracy {metrics['accuracy']:.3f}" if "accuracy" in metrics else f"RMSE {metrics['rmse']:.3f}"
+        )
+        diffs = []
+        for b in m["parity"]["backends"]:
+            worst = max((o["max_abs"] for o in b["outputs"]), default=0.0)
+            need = max((o["min_tolerance"] for o in b["outputs"]), default=0.0)
+            text = f"{worst:.1e} (min tol {need:.0e}) {b['status']}"
+            diffs.append("skipped" if b["status"] == "skipped" else text)
+        rows.append((m["name"], m["task"], metric, *diffs, f"{m['size_bytes'] / 1024:.1f} KiB"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
