@@ -9,7 +9,11 @@ MODEL_FLAGS := $(foreach m,$(subst $(comma), ,$(MODEL)),--model $(m))
 
 .DEFAULT_GOAL := all
 REPOSITORY ?= models
-.PHONY: install all train export verify test test-gpu lint clean
+HOST ?= 127.0.0.1
+PORT ?= 8000
+CSV ?=
+OUT ?=
+.PHONY: install all train export verify serve predict test test-gpu lint clean
 
 # Idempotent: the stamp is newer than pyproject.toml once everything is installed.
 install: $(VENV)/.installed
@@ -30,6 +34,14 @@ export: install
 
 verify: install
 	$(PY) -m export verify --runs-dir $(RUNS) --repository $(REPOSITORY) $(MODEL_FLAGS)
+
+serve: install
+	$(PY) -m serve serve --repository $(REPOSITORY) --host $(HOST) --port $(PORT)
+
+# make predict MODEL=auto-mpg CSV=cars.csv [OUT=predictions.csv]
+predict: install
+	@test -n "$(MODEL)" -a -n "$(CSV)" || { echo "usage: make predict MODEL=name CSV=file.csv [OUT=out.csv]" >&2; exit 2; }
+	$(PY) -m serve predict --model $(REPOSITORY)/$(MODEL) --csv $(CSV) $(if $(OUT),--out $(OUT),)
 
 test: install
 	$(PY) -m pytest -q

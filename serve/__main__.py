@@ -1,0 +1,120 @@
+"""Command line: `python -m serve serve` (the HTTP server) and `python -m serve predict` (CSV batch
+prediction). Every server flag also reads an environment variable, SERVE_<FLAG>."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from serve.batching import BatchingConfig
+from serve.errors import BadRequest
+from serve.predict import PredictError, predict_csv
+
+
+def env(name: str, default):
+    value = os.environ.get(f"SERVE_{name.upper()}")
+    return default if value is None else type(default)(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    server = commands.add_parser("serve", help="serve a model repository over HTTP (Open Inference Protocol)")
+    defaults = BatchingConfig()
+    server.add_argument("--repository", type=Path, default=env("repository", "models"))
+    server.add_argument(
+        "--host",
+        default=env("host", "127.0.0.1"),
+        help="bind address (default 127.0.0.1; the server has no authentication)",
+    )
+    server.add_argument("--port", type=int, default=env("port", 8000))
+    server.add_argument("--max-body-mb", type=float, default=env("max_body_mb", 64.0))
+    server.add_argument("--max-rows", type=int, default=env("max_rows", 65536), help="rows per request")
+    server.add_argument(
+        "--threads", type=int, default=env("threads", 1), help="onnxruntime threads per model"
+    )
+    server.add_argument("--no-batching", action="store_true", default=env("no_batching", 0) == 1)
+    server.add_argument("--max-batch-rows", type=int, default=env("max_batch_rows", defaults.max_batch_rows))
+    server.add_argument("--max-delay-us", type=int, default=env("max_delay_us", defaults.max_delay_us))
+    server.add_argument("--max-queue", type=int, default=env("max_queue", defaults.max_queue))
+    predict = commands.add_parser("predict", help="predict every row of a CSV with an exported model")
+    predict.add_argument(
+        "--model", type=Path, required=True, help="the model's directory, e.g. models/auto-mpg"
+    )
+    predict.add_argument(
+        "--csv", type=Path, required=True, help="input table (columns named like the features)"
+    )
+    predict.add_argument("--out", type=Path, help="output CSV (default: standard output)")
+    predict.add_argument("--keep", default="", help="input columns to copy into the output (comma-separated)")
+    return parser
+
+
+def serve(args) -> int:
+    import uvicorn
+
+    from serve.app import App, ServerConfig
+
+    batching = BatchingConfig(not args.no_batching, args.max_batch_rows, args.max_delay_us, args.max_queue)
+    config = ServerConfig(
+        args.repository,
+        args.host,
+        args.port,
+        int(args.max_body_mb * 1024 * 1024),
+        args.max_rows,
+        args.threads,
+        batching,
+    )
+    exposure = (
+        "loopback only" if args.host in ("127.0.0.1", "localhost", "::1") else "ALL callers on that address"
+    )
+    print(
+        f"serving {args.repository} on http://{args.host}:{args.port} ({exposure}; no authentication)",
+        flush=True,
+    )
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    uvicorn.Server(
+        uvicorn.Config(
+            App(config, log=lambda line: print(line, flush=True)),
+            host=args.host,
+            port=args.port,
+            loop=loop,
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            server_header=False,
+            date_header=False,
+            backlog=2048,
+            timeout_keep_alive=30,
+        )
+    ).run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    try:
+        keep = [c for c in args.keep.split(",") if c]
+        count = predict_csv(args.model, args.csv, args.out, keep)
+    except (PredictError, BadRequest) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader (head, less) stopped early
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if args.out:
+        print(f"wrote {count} predictions to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Prometheus metrics of the server, in their own registry (one per server)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "inference_requests",
+            "HTTP requests by model, endpoint and status",
+            ["model", "endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "inference_request_duration_seconds",
+            "Request latency, body read to reply",
+            ["model", "endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_rows = Histogram(
+            "inference_batch_rows",
+            "Rows per onnxruntime call (dynamic batching)",
+            ["model"],
+            buckets=ROW_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_time = Histogram(
+            "inference_queue_seconds",
+            "Time a request waited in the batching queue",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.ready = Gauge("server_ready", "1 when every model is loaded", registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,207 @@
+"""The torch-free runtime: the model class, the repository loader, CSV batch prediction, import hygiene."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose
+
+from pipeline import parity
+from pipeline.config import builtin_config, builtin_names
+from serve.errors import BadRequest, ModelLoadError
+from serve.model import Model
+from serve.predict import PredictError, predict_csv
+from serve.repository import Repository
+from tests.conftest import ROOT, quiet
+
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_predict_equals_the_torch_reference(repository, trained, name):
+    model, payload = trained[name]
+    runtime = Model(repository / name).load()
+    assert runtime.ready and runtime.version == "1"
+    rows = parity.parity_rows(model.spec.features, payload["held_out"].numpy())[:300]
+    outputs = runtime.predict(rows)
+    with torch.inference_mode():
+        expected = dict(zip(model.output_names, (t.numpy() for t in model(torch.from_numpy(rows)))))
+    assert list(outputs) == list(model.output_names)
+    for key, value in expected.items():
+        assert_allclose(outputs[key], value, rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+def test_named_features_use_the_manifests_order_and_category_codes(repository):
+    runtime = Model(repository / "auto-mpg").load()
+    names = [f["name"] for f in runtime.features]
+    row = {
+        "cylinders": 4,
+        "displacement": 97.0,
+        "horsepower": None,
+        "weight": "2130",
+        "acceleration": 14.5,
+        "model_year": 70,
+        "origin": "3",
+    }
+    by_name = runtime.encode_rows([row])
+    assert by_name.dtype == np.float32 and by_name.shape == (1, len(names))
+    assert np.isnan(by_name[0, names.index("horsepower")]) and by_name[0, names.index("origin")] == 3.0
+    by_order = runtime.encode_rows([[row[n] for n in names]])
+    assert np.array_equal(by_name, by_order, equal_nan=True)
+    (result,) = runtime.describe(runtime.predict(by_name))
+    assert list(result) == ["mpg"] and 15 < result["mpg"] < 45
+
+
+def test_describe_gives_class_names_and_probabilities(repository):
+    runtime = Model(repository / "zoo-mammal").load()
+    rows = [
+        {"hair": 1, "milk": 1, "legs": 4, "toothed": 1, "backbone": 1, "breathes": 1},
+        {"feathers": 1, "eggs": 1, "legs": 2, "airborne": 1, "backbone": 1, "breathes": 1},
+    ]
+    results = runtime.describe(runtime.predict(runtime.encode_rows(rows)))
+    assert [r["label"] for r in results] == ["mammal", "other"]
+    for r in results:
+        assert list(r["probabilities"]) == ["other", "mammal"]
+        assert sum(r["probabilities"].values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "rows,message",
+    [
+        ([{"wings": 1}], "unknown feature name(s) 'wings'"),
+        ([[1, 2]], "2 values, model 'zoo-mammal' takes 16"),
+        ([{"legs": "many"}], "feature 'legs': 'many' is not a number"),
+        ([{"legs": float("inf")}], "feature 'legs' is infinite"),
+        (["hair"], "expected an object of named features or a list of values"),
+    ],
+)
+def test_bad_rows_are_refused_with_the_reason(repository, rows, message):
+    runtime = Model(repository / "zoo-mammal").load()
+    with pytest.raises(BadRequest) as error:
+        runtime.encode_rows(rows)
+    assert message in error.value.message
+
+
+def test_infinite_and_wrongly_shaped_features_are_refused(repository):
+    runtime = Model(repository / "zoo-mammal").load()
+    with pytest.raises(BadRequest, match="Infinity"):
+        runtime.predict(np.full((1, 16), np.inf, np.float32))
+    with pytest.raises(BadRequest, match=r"shape \[rows, 16\]"):
+        runtime.predict(np.zeros((1, 15), np.float32))
+    assert runtime.predict(np.full((1, 16), np.nan, np.float32))["label"].shape == (1,)  # NaN = missing
+
+
+@pytest.fixture
+def repository_copy(repository, tmp_path):
+    copy = tmp_path / "models"
+    shutil.copytree(repository, copy)
+    return copy
+
+
+def test_tampered_model_is_refused_and_the_others_served(repository_copy):
+    onnx_file = repository_copy / "zoo-mammal" / "1" / "model.onnx"
+    onnx_file.write_bytes(onnx_file.read_bytes()[:-1] + b"\0")
+    (repository_copy / "not a model").mkdir()  # an invalid name is not a candidate
+    (repository_copy / "empty").mkdir()
+    repo = Repository(repository_copy).load_all(quiet)
+    assert sorted(repo.models) == ["auto-mpg", "zoo-multiclass"]
+    assert "does not match the sha256" in repo.failed["zoo-mammal"]
+    assert repo.failed["empty"] == "missing manifest.json"
+    assert not repo.ready  # strict: a refused model keeps the server not ready
+    with pytest.raises(ModelLoadError, match="sha256"):
+        Model(repository_copy / "zoo-mammal").load()
+
+
+def test_manifest_that_disagrees_with_the_graph_is_refused(repository_copy):
+    path = repository_copy / "auto-mpg" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["outputs"][0]["name"] = "mpg"
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match="graph outputs"):
+        Model(repository_copy / "auto-mpg").load()
+
+
+def test_empty_repository_is_never_ready(tmp_path):
+    repo = Repository(tmp_path).load_all(quiet)
+    assert not repo.models and not repo.ready
+
+
+def test_predict_csv_streams_in_chunks_and_matches_in_process(repository, tmp_path):
+    source = builtin_config("auto-mpg").csv
+    out = tmp_path / "predictions.csv"
+    count = predict_csv(repository / "auto-mpg", source, out, keep=["car_name"], chunk_rows=7)
+    assert count == 398
+    with open(out, newline="") as f:
+        written = list(csv.DictReader(f))
+    runtime = Model(repository / "auto-mpg").load()
+    with open(source, newline="") as f:
+        rows = [{k: v for k, v in r.items() if k not in ("mpg", "car_name")} for r in csv.DictReader(f)]
+    expected = runtime.describe(runtime.predict(runtime.encode_rows(rows)))
+    assert [w["car_name"] for w in written][:2] == ["chevrolet chevelle malibu", "buick skylark 320"]
+    assert_allclose([float(w["predicted_mpg"]) for w in written], [e["mpg"] for e in expected], rtol=1e-5)
+
+
+def test_predict_cli_one_line_errors(repository, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("cylinders,weight\n4,2000\n")
+    with pytest.raises(PredictError, match="lacks column"):
+        predict_csv(repository / "auto-mpg", bad, tmp_path / "out.csv")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "serve",
+            "predict",
+            "--model",
+            str(repository / "auto-mpg"),
+            "--csv",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+SERVE_WITHOUT_TORCH = """
+import json, sys, threading, time, urllib.request
+import uvicorn
+from serve.app import App, ServerConfig
+from serve.predict import predict_csv
+app = App(ServerConfig(repository=sys.argv[1]), log=lambda line: None)
+server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+threading.Thread(target=server.run, daemon=True).start()
+while not server.started or app.repository.loading:
+    time.sleep(0.01)
+port = server.servers[0].sockets[0].getsockname()[1]
+body = json.dumps({"instances": [{"legs": 4}]}).encode()
+answer = urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/zoo-mammal:predict", body).read()
+training_side = ("torch", "onnx", "onnxscript", "pipeline", "export")
+leaked = sorted(m for m in sys.modules if m.split(".")[0] in training_side)
+print(json.dumps({"answer": json.loads(answer), "leaked": leaked}))
+server.should_exit = True
+"""
+
+
+def test_serving_imports_no_torch(repository):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE_WITHOUT_TORCH, str(repository)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["leaked"] == []
+    assert report["answer"]["predictions"][0]["label"] in ("mammal", "other")
