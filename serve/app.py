@@ -109,8 +109,7 @@ class App:
         await send({"type": "http.response.body", "body": body})
         if model_label and model_label not in self.repository.models:
             model_label = "(unknown)"  # bound the label set: clients choose names freely
-        self.metrics.requests.labels(model_label, endpoint, str(status)).inc()
-        self.metrics.latency.labels(model_label, endpoint).observe(time.perf_counter() - start)
+        self.metrics.record(model_label, endpoint, status, time.perf_counter() - start)
         return None
 
     async def read_body(self, scope, receive) -> bytes:

@@ -27,7 +27,9 @@ class BatchingConfig:
 
 class Batcher:
     def __init__(self, model: Model, config: BatchingConfig, metrics):
-        self.model, self.config, self.metrics = model, config, metrics
+        self.model, self.config = model, config
+        self.queue_time = metrics.queue_time.labels(model.name)
+        self.batch_rows = metrics.batch_rows.labels(model.name)
         self.pending: list[tuple[np.ndarray, asyncio.Future, float]] = []
         self.pending_rows = 0
         self.scheduled = False
@@ -78,10 +80,10 @@ class Batcher:
         """One onnxruntime call for the whole batch, split back per request."""
         start = time.perf_counter()
         for _, _, queued in batch:
-            self.metrics.queue_time.labels(self.model.name).observe(start - queued)
+            self.queue_time.observe(start - queued)
         features = batch[0][0] if len(batch) == 1 else np.concatenate([b[0] for b in batch])
         outputs = self.model.run(features)
-        self.metrics.batch_rows.labels(self.model.name).observe(len(features))
+        self.batch_rows.observe(len(features))
         if len(batch) == 1:
             return [outputs]
         bounds = np.cumsum([len(b[0]) for b in batch])[:-1]

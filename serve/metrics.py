@@ -39,6 +39,19 @@ class Metrics:
             registry=self.registry,
         )
         self.ready = Gauge("server_ready", "1 when every model is loaded", registry=self.registry)
+        self.children: dict[tuple, tuple] = {}  # labels() costs a lock and a lookup; keep the children
+
+    def record(self, model: str, endpoint: str, status: int, seconds: float) -> None:
+        key = (model, endpoint, status)
+        children = self.children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(model, endpoint, str(status)),
+                self.latency.labels(model, endpoint),
+            )
+            self.children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
