@@ -13,7 +13,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 CSV ?=
 OUT ?=
-.PHONY: install all train export verify serve predict test test-gpu lint clean
+.PHONY: install all train export verify serve predict bench test test-gpu lint clean
 
 # Idempotent: the stamp is newer than pyproject.toml once everything is installed.
 install: $(VENV)/.installed
@@ -42,6 +42,16 @@ serve: install
 predict: install
 	@test -n "$(MODEL)" -a -n "$(CSV)" || { echo "usage: make predict MODEL=name CSV=file.csv [OUT=out.csv]" >&2; exit 2; }
 	$(PY) -m serve predict --model $(REPOSITORY)/$(MODEL) --csv $(CSV) $(if $(OUT),--out $(OUT),)
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[bench]"
+	touch $@
+
+# Ratios measured side by side in one run; all numbers also go to bench-results/results.json.
+bench: $(VENV)/.bench-installed
+	@test -f $(REPOSITORY)/zoo-multiclass/manifest.json || $(MAKE) all
+	@command -v wrk >/dev/null || echo "wrk not found (apt-get install wrk): HTTP load comes from the built-in asyncio client"
+	$(PY) -m bench --repository $(REPOSITORY) --runs-dir $(RUNS)
 
 test: install
 	$(PY) -m pytest -q

@@ -1,0 +1,93 @@
+"""`python -m bench`: run the benchmark sections, print their tables, write all numbers to one JSON file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SECTIONS = ("inprocess", "http", "training", "makeall")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--repository", type=Path, default=Path("models"))
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--out", type=Path, default=Path("bench-results/results.json"))
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}"
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not a measurement")
+    args = parser.parse_args(argv)
+    sections = [s for s in args.sections.split(",") if s]
+    from pipeline.config import builtin_names
+
+    names = builtin_names()
+    missing = [n for n in names if not (args.repository / n / "manifest.json").exists()]
+    if missing and {"inprocess", "http"} & set(sections):
+        print(
+            f"error: {', '.join(missing)} not exported in {args.repository}: run `make all` first",
+            file=sys.stderr,
+        )
+        return 2
+    results = {
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": __import__("os").cpu_count(),
+        },
+        "quick": args.quick,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    for section in sections:
+        if section == "inprocess":
+            from bench import inprocess
+
+            results[section], text = inprocess.run(
+                args.repository,
+                args.runs_dir,
+                names,
+                calls=200 if args.quick else 5000,
+                big_calls=6 if args.quick else 60,
+            )
+        elif section == "http":
+            from bench import serving
+
+            results[section], text = serving.run(
+                args.repository, seconds=1.0 if args.quick else 10.0, rounds=1 if args.quick else 3
+            )
+        elif section == "training":
+            try:
+                import sklearn  # noqa: F401
+            except ImportError:
+                print("\n== training: skipped (scikit-learn not installed: pip install -e '.[bench]')")
+                continue
+            from bench import training
+
+            with tempfile.TemporaryDirectory(prefix="bench-runs-") as runs:
+                results[section], text = training.run(
+                    names,
+                    [0] if args.quick else [0, 1, 2, 3, 4],
+                    Path(runs),
+                    scale_rows=20_000 if args.quick else 1_000_000,
+                )
+        elif section == "makeall":
+            from bench import makeall
+
+            results[section], text = makeall.run()
+        else:
+            print(f"error: unknown section {section!r}", file=sys.stderr)
+            return 2
+        print(text, flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nall numbers: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""The benchmarks run (at a tiny size): a smoke test of the scripts, not a measurement."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import inprocess, serving
+from pipeline.config import builtin_names
+
+
+def test_inprocess_section_runs(repository, runs_dir, compiled_reports):
+    results, text = inprocess.run(repository, runs_dir, builtin_names(), calls=20, big_calls=3)
+    for name in builtin_names():
+        assert set(results[name]) == {
+            "serve predict()",
+            "raw session.run",
+            "torch eager",
+            "torch.compile",
+            "ratios",
+        }
+        assert results[name]["ratios"]["predict_over_raw_batch1"] > 0
+    assert "torch.compile" in text
+
+
+def test_http_section_runs_with_zero_errors(repository):
+    results, _ = serving.run(repository, seconds=1.0, concurrencies=(8,), rounds=1)
+    assert [run["body"] for run in results["runs"]] == ["json", "binary"]
+    for run in results["runs"]:
+        for server in ("ours", "reference"):
+            if server in run:
+                assert run[server]["requests"] > 0 and run[server]["errors"] == 0, (server, run)
+    assert results["batching"]["on"]["rows_per_call"] >= 1.0
+    assert results["batching"]["off"]["rows_per_call"] == pytest.approx(1.0)
+    assert 0 < results["cold_start"]["median_s"] < 30 and results["rss_mb"]["loaded"] > 0
+
+
+def test_training_scale_case_runs():
+    pytest.importorskip("sklearn", reason="scikit-learn is the `bench` extra")
+    from bench import training
+
+    result, _ = training.scale_case(4096)
+    assert result["ours_rows_per_s"] > 0 and result["sklearn_rows_per_s"] > 0
