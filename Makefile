@@ -13,7 +13,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 CSV ?=
 OUT ?=
-.PHONY: install all train export verify serve predict bench test test-gpu lint clean
+.PHONY: install all train export verify serve predict bench test test-gpu fuzz soak lint clean
 
 # Idempotent: the stamp is newer than pyproject.toml once everything is installed.
 install: $(VENV)/.installed
@@ -58,6 +58,13 @@ test: install
 
 test-gpu: install
 	$(PY) -m pytest -q -m cuda
+
+# The reliability checks at full size (make test runs them at a CI-friendly size).
+fuzz: install
+	FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -s tests/test_hostile.py tests/test_faults.py -k "fuzz"
+
+soak: install
+	SOAK_SECONDS=60 FAULT_KILLS=20 $(PY) -m pytest -q -s tests/test_soak.py tests/test_faults.py -k "not fuzz"
 
 lint: install
 	$(PY) -m ruff check .

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -35,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--threads", type=int, default=env("threads", 1), help="onnxruntime threads per model"
     )
+    server.add_argument("--idle-timeout-s", type=float, default=env("idle_timeout_s", 15.0))
+    server.add_argument("--header-timeout-s", type=float, default=env("header_timeout_s", 10.0))
+    server.add_argument("--body-timeout-s", type=float, default=env("body_timeout_s", 30.0))
+    server.add_argument("--max-connections", type=int, default=env("max_connections", 1024))
     server.add_argument("--no-batching", action="store_true", default=env("no_batching", 0) == 1)
     server.add_argument("--max-batch-rows", type=int, default=env("max_batch_rows", defaults.max_batch_rows))
     server.add_argument("--max-delay-us", type=int, default=env("max_delay_us", defaults.max_delay_us))
@@ -52,19 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve(args) -> int:
-    import uvicorn
-
-    from serve.app import App, ServerConfig
+    from serve.app import App, ServerConfig, build_server
 
     batching = BatchingConfig(not args.no_batching, args.max_batch_rows, args.max_delay_us, args.max_queue)
     config = ServerConfig(
-        args.repository,
-        args.host,
-        args.port,
-        int(args.max_body_mb * 1024 * 1024),
-        args.max_rows,
-        args.threads,
-        batching,
+        repository=args.repository,
+        host=args.host,
+        port=args.port,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_rows=args.max_rows,
+        threads=args.threads,
+        batching=batching,
+        idle_timeout_s=args.idle_timeout_s,
+        header_timeout_s=args.header_timeout_s,
+        body_timeout_s=args.body_timeout_s,
+        max_connections=args.max_connections,
     )
     exposure = (
         "loopback only" if args.host in ("127.0.0.1", "localhost", "::1") else "ALL callers on that address"
@@ -79,22 +86,12 @@ def serve(args) -> int:
         loop = "uvloop"
     except ImportError:
         loop = "asyncio"
-    uvicorn.Server(
-        uvicorn.Config(
-            App(config, log=lambda line: print(line, flush=True)),
-            host=args.host,
-            port=args.port,
-            loop=loop,
-            http="httptools",
-            lifespan="on",
-            access_log=False,
-            log_level="warning",
-            server_header=False,
-            date_header=False,
-            backlog=2048,
-            timeout_keep_alive=30,
-        )
-    ).run()
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal with the handler that was
+    # installed before it ran; with this one the process then exits 0 instead of dying by the signal.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: None)
+    build_server(App(config, log=lambda line: print(line, flush=True)), loop=loop).run()
+    print("stopped", flush=True)
     return 0
 
 

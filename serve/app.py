@@ -7,6 +7,7 @@ and answered 500 without a stack trace (no client input reaches that path by des
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 import threading
@@ -18,7 +19,7 @@ from urllib.parse import unquote
 
 from serve import protocol
 from serve.batching import Batcher, BatchingConfig
-from serve.errors import MethodNotAllowed, NotFound, PayloadTooLarge, ServeError, Unavailable
+from serve.errors import MethodNotAllowed, NotFound, PayloadTooLarge, RequestTimeout, ServeError, Unavailable
 from serve.metrics import Metrics
 from serve.repository import Repository
 
@@ -36,6 +37,11 @@ class ServerConfig:
     max_rows: int = 65536  # rows per request
     threads: int = 1  # onnxruntime intra-op threads per model
     batching: BatchingConfig = field(default_factory=BatchingConfig)
+    idle_timeout_s: float = 15.0  # a connection silent this long is closed (also before its first request)
+    header_timeout_s: float = 10.0  # request headers must arrive within this, else 408
+    body_timeout_s: float = 30.0  # each piece of a body must arrive within this, else 408
+    max_header_bytes: int = 64 * 1024  # else 431
+    max_connections: int = 1024  # beyond this, new connections get 503
 
 
 MODEL = r"(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?"
@@ -96,6 +102,8 @@ class App:
             status, body, headers = await getattr(self, handler)(scope, receive, params)
         except ServeError as exc:
             status, body, headers = exc.status, protocol.encode_json({"error": exc.message}), JSON
+            if status in (408, 413):  # the rest of the body is not read: end the connection
+                headers = [*JSON, (b"connection", b"close")]
         except Exception:  # a defect of ours, never a client's fault: log it, answer without details
             traceback.print_exc(file=sys.stderr)
             status, body, headers = 500, protocol.encode_json({"error": "internal server error"}), JSON
@@ -119,7 +127,12 @@ class App:
                 raise PayloadTooLarge(f"body of {int(value)} bytes is over the limit of {limit}")
         chunks, size = [], 0
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.config.body_timeout_s)
+            except asyncio.TimeoutError:
+                raise RequestTimeout(
+                    f"request body not received within {self.config.body_timeout_s:g}s"
+                ) from None
             if message["type"] == "http.disconnect":
                 raise ServeError("client disconnected")
             chunk = message.get("body", b"")
@@ -234,3 +247,31 @@ def route(method: str, raw_path: bytes) -> tuple[str, dict, str]:
     if allowed:
         raise MethodNotAllowed(f"{method} is not allowed on {path[:200]}")
     raise NotFound(f"no such endpoint: {method} {path[:200]}")
+
+
+def build_server(app: App, loop: str = "auto"):
+    """The uvicorn server for `app`, with the guarded connection protocol and the configured limits."""
+    import uvicorn
+
+    from serve.connection import guarded_protocol
+
+    config = app.config
+    protocol_class = guarded_protocol(config.header_timeout_s, config.max_header_bytes)
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            loop=loop,
+            http=protocol_class,
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            server_header=False,
+            date_header=False,
+            backlog=2048,
+            timeout_keep_alive=config.idle_timeout_s,
+            proxy_headers=False,
+            limit_concurrency=config.max_connections,
+        )
+    )

@@ -21,6 +21,10 @@ class MethodNotAllowed(ServeError):
     status = 405
 
 
+class RequestTimeout(ServeError):
+    status = 408  # the body did not arrive in time
+
+
 class PayloadTooLarge(ServeError):
     status = 413  # body over the configured limit
 

@@ -9,9 +9,7 @@ import socket
 import threading
 import time
 
-import uvicorn
-
-from serve.app import App
+from serve.app import App, build_server
 
 
 def free_port() -> int:
@@ -25,18 +23,7 @@ def running(app: App, wait_ready: bool = True):
     """Serve `app` until the block ends; yields "127.0.0.1:port"."""
     port = free_port()
     app.config.port = port
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            loop="asyncio",
-            http="httptools",
-            lifespan="on",
-            access_log=False,
-            log_level="warning",
-        )
-    )
+    server = build_server(app, loop="asyncio")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -1,0 +1,43 @@
+"""Trust boundaries: what the server loads, how it binds, what checkpoints may contain."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+from tests.serving import free_port
+
+UNPICKLING = re.compile(r"\b(pickle|cPickle|dill|joblib|torch\.load|allow_pickle|marshal\.loads|shelve)\b")
+
+
+def test_the_server_never_unpickles():
+    sources = {p: p.read_text() for p in (ROOT / "serve").glob("*.py")}
+    assert sources
+    assert {
+        str(p.name): UNPICKLING.findall(text) for p, text in sources.items() if UNPICKLING.search(text)
+    } == {}
+
+
+def test_default_bind_is_loopback_and_said_at_start(repository):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serve", "serve", "--repository", str(repository), "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = process.stdout.readline()
+        for line in process.stdout:
+            if line.startswith("ready"):
+                break
+        listening = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        local = {fields.split()[1] for fields in listening if fields.split()[3] == "0A"}  # LISTEN sockets
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert first == f"serving {repository} on http://127.0.0.1:{port} (loopback only; no authentication)\n"
+    assert f"0100007F:{port:04X}" in local and f"00000000:{port:04X}" not in local
