@@ -8,7 +8,7 @@ from pathlib import Path
 
 from export.run import export_run, summary_table, verify_published
 from export.verify import VerificationError
-from pipeline.config import builtin_config, builtin_names
+from pipeline.config import builtin_config, builtin_names, selected_models
 from pipeline.errors import PipelineError
 from pipeline.run import compile_run, train_run
 
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    names = [n for arg in args.model for n in arg.split(",") if n] or builtin_names()
+    names = selected_models(args.model)
     try:
         manifests = []
         for name in names:

@@ -7,7 +7,15 @@ import sys
 import typing
 from pathlib import Path
 
-from pipeline.config import FIELDS, HINTS, builtin_config, builtin_names, config_from_dict, load_config
+from pipeline.config import (
+    FIELDS,
+    HINTS,
+    builtin_config,
+    builtin_names,
+    config_from_dict,
+    load_config,
+    selected_models,
+)
 from pipeline.errors import PipelineError
 
 
@@ -58,7 +66,7 @@ def configs_from_args(args) -> list:
     if overrides.get("csv"):  # a table given entirely by flags
         overrides.setdefault("name", Path(overrides["csv"]).stem)
         return [config_from_dict(overrides, "command line").resolve(Path.cwd())]
-    names = [n for arg in args.model for n in arg.split(",") if n] or builtin_names()
+    names = selected_models(args.model)
     return [builtin_config(name, overrides) for name in names]
 
 
@@ -68,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "compile":
-            names = [n for arg in args.model for n in arg.split(",") if n] or builtin_names()
+            names = selected_models(args.model)
             if args.config:
                 names = [load_config(args.config).name]
             for name in names:

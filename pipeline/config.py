@@ -132,6 +132,11 @@ def builtin_names() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.toml"))
 
 
+def selected_models(values: list[str]) -> list[str]:
+    """`--model a --model b,c` → [a, b, c]; no --model → every built-in model."""
+    return [name for value in values for name in value.split(",") if name] or builtin_names()
+
+
 def builtin_config(name: str, overrides: dict | None = None) -> RunConfig:
     if name not in builtin_names():
         raise PipelineError(f"no built-in model {name!r}; built-ins: {', '.join(builtin_names())}")

@@ -4,6 +4,7 @@ then the torch.compile check. A run directory holds checkpoint.pt, report.json a
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 
@@ -86,8 +87,6 @@ def train_run(config: RunConfig, runs_dir: Path, progress: bool = True, log=prin
         plot_curves(staged / "curves.png", history, task.main_metric, f"{config.name} ({config.task})")
         publish_dir(staged, run_dir)
     except BaseException:
-        import shutil
-
         shutil.rmtree(staged, ignore_errors=True)
         raise
     log(f"  {summary_line(report)}; {report['epochs_run']} epochs in {seconds:.1f}s → {run_dir}")

@@ -19,7 +19,15 @@ from urllib.parse import unquote
 
 from serve import protocol
 from serve.batching import Batcher, BatchingConfig
-from serve.errors import MethodNotAllowed, NotFound, PayloadTooLarge, RequestTimeout, ServeError, Unavailable
+from serve.errors import (
+    ClientGone,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServeError,
+    Unavailable,
+)
 from serve.metrics import Metrics
 from serve.repository import Repository
 
@@ -134,7 +142,7 @@ class App:
                     f"request body not received within {self.config.body_timeout_s:g}s"
                 ) from None
             if message["type"] == "http.disconnect":
-                raise ServeError("client disconnected")
+                raise ClientGone("client disconnected before sending the whole body")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:

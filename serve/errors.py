@@ -21,6 +21,10 @@ class MethodNotAllowed(ServeError):
     status = 405
 
 
+class ClientGone(ServeError):
+    status = 499  # the client disconnected mid-request; nothing is sent, the metrics count it apart
+
+
 class RequestTimeout(ServeError):
     status = 408  # the body did not arrive in time
 

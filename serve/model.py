@@ -21,6 +21,7 @@ from serve.errors import BadRequest, ModelLoadError
 
 INPUT_NAME = "features"
 ORT_TYPES = {"tensor(float)": "FP32", "tensor(int64)": "INT64"}
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 MISSING = {"", "na", "nan", "n/a", "?", "null", "none"}  # text cells that mean "missing" (lower-cased)
 
 
@@ -139,8 +140,8 @@ class Model:
             if feature["kind"] == "categorical":
                 return math.nan  # a category never seen in training encodes as all zeros
             raise BadRequest(f"row {row}: feature {feature['name']!r}: {value!r} is not a number") from None
-        if math.isinf(number):
-            raise BadRequest(f"row {row}: feature {feature['name']!r} is infinite")
+        if math.isinf(number) or abs(number) > FLOAT32_MAX:
+            raise BadRequest(f"row {row}: feature {feature['name']!r} is infinite or beyond the FP32 range")
         return number
 
     def describe(self, outputs: dict[str, np.ndarray]) -> list[dict]:

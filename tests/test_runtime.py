@@ -77,7 +77,8 @@ def test_describe_gives_class_names_and_probabilities(repository):
         ([{"wings": 1}], "unknown feature name(s) 'wings'"),
         ([[1, 2]], "2 values, model 'zoo-mammal' takes 16"),
         ([{"legs": "many"}], "feature 'legs': 'many' is not a number"),
-        ([{"legs": float("inf")}], "feature 'legs' is infinite"),
+        ([{"legs": float("inf")}], "feature 'legs' is infinite or beyond the FP32 range"),
+        ([{"legs": 1e39}], "feature 'legs' is infinite or beyond the FP32 range"),
         (["hair"], "expected an object of named features or a list of values"),
     ],
 )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.config import tomllib
 from tests.conftest import ROOT
 from tests.serving import free_port
 
@@ -41,3 +43,22 @@ def test_default_bind_is_loopback_and_said_at_start(repository):
         process.wait(10)
     assert first == f"serving {repository} on http://127.0.0.1:{port} (loopback only; no authentication)\n"
     assert f"0100007F:{port:04X}" in local and f"00000000:{port:04X}" not in local
+
+
+def test_runtime_installs_without_the_training_extra():
+    """serve/ imports only the standard library and the base dependencies of pyproject.toml."""
+    base = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {
+        re.split(r"[<>=!;\[ ]", requirement, maxsplit=1)[0].lower().replace("-", "_") for requirement in base
+    }
+    assert not names & {"torch", "onnx", "onnxscript"}
+    provided = names | {"prometheus_client", "serve"}  # the distribution prometheus-client is imported so
+    imported = set()
+    for path in (ROOT / "serve").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    outside = sorted(imported - set(sys.stdlib_module_names) - provided)
+    assert outside == []
