@@ -180,7 +180,8 @@ from serve.app import App, ServerConfig
 from serve.predict import predict_csv
 app = App(ServerConfig(repository=sys.argv[1]), log=lambda line: None)
 server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-threading.Thread(target=server.run, daemon=True).start()
+thread = threading.Thread(target=server.run, daemon=True)
+thread.start()
 while not server.started or app.repository.loading:
     time.sleep(0.01)
 port = server.servers[0].sockets[0].getsockname()[1]
@@ -188,8 +189,9 @@ body = json.dumps({"instances": [{"legs": 4}]}).encode()
 answer = urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/zoo-mammal:predict", body).read()
 training_side = ("torch", "onnx", "onnxscript", "pipeline", "export")
 leaked = sorted(m for m in sys.modules if m.split(".")[0] in training_side)
-print(json.dumps({"answer": json.loads(answer), "leaked": leaked}))
+print(json.dumps({"answer": json.loads(answer), "leaked": leaked}), flush=True)
 server.should_exit = True
+thread.join(10)  # shut down cleanly: a daemon thread inside onnxruntime at interpreter exit can crash it
 """
 
 
