@@ -5,6 +5,9 @@ to send its headers nor their size. This subclass closes a connection that sends
 `idle_timeout_s` (also before its first request), answers 408 to headers that take longer than
 `header_timeout_s` and 431 to headers over `max_header_bytes`, and words parser errors as JSON.
 (The body's own timeout is the application's: `serve.app.App.read_body`.)
+
+The header deadline is checked by one sweep per server a few times per timeout, not by a timer per
+request: per-request timers cost ~15% of the 1-row request rate (measured with wrk).
 """
 
 from __future__ import annotations
@@ -16,59 +19,58 @@ REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header F
 
 
 def guarded_protocol(header_timeout_s: float, max_header_bytes: int) -> type[HttpToolsProtocol]:
+    sweep_every = max(header_timeout_s / 4, 0.05)
+
     class GuardedProtocol(HttpToolsProtocol):
+        reading_headers = False  # between the first byte of a request and the end of its headers
+        header_bytes = 0
+        header_deadline = 0.0
+
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
-            self.header_bytes, self.reading_headers, self.header_timer = 0, True, None
             # uvicorn's keep-alive timer, armed before the first request too; data_received disarms it
             self.timeout_keep_alive_task = self.loop.call_later(
                 self.timeout_keep_alive, self.timeout_keep_alive_handler
             )
+            if not getattr(self.server_state, "header_sweep_armed", False):
+                self.server_state.header_sweep_armed = True
+                self.loop.call_later(sweep_every, self.sweep)
+
+        def sweep(self) -> None:
+            """Refuse every connection of this server whose headers are overdue; re-arm while any remain."""
+            now = self.loop.time()
+            for connection in list(self.connections):
+                if getattr(connection, "reading_headers", False) and now > connection.header_deadline:
+                    connection.refuse(408, f"request headers not received within {header_timeout_s:g}s")
+            if self.connections:
+                self.loop.call_later(sweep_every, self.sweep)
+            else:
+                self.server_state.header_sweep_armed = False
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self.reading_headers and not self.transport.is_closing():  # still inside the headers
+            if self.reading_headers:  # the headers go on past this read
                 self.header_bytes += len(data)
                 if self.header_bytes > max_header_bytes:
                     self.refuse(431, f"request headers over {max_header_bytes} bytes")
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self.reading_headers, self.header_fields = True, 0
-            self.header_timer = self.loop.call_later(
-                header_timeout_s,
-                self.refuse,
-                408,
-                f"request headers not received within {header_timeout_s:g}s",
-            )
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self.header_fields += len(name) + len(value)
-            super().on_header(name, value)
+            self.reading_headers, self.header_bytes = True, 0
+            self.header_deadline = self.loop.time() + header_timeout_s
 
         def on_headers_complete(self) -> None:
-            self.reading_headers, self.header_bytes = False, 0
-            if self.header_timer is not None:
-                self.header_timer.cancel()
-                self.header_timer = None
-            if self.header_fields > max_header_bytes:  # headers that arrived whole in one read
-                self.refuse(431, f"request headers over {max_header_bytes} bytes")
+            self.reading_headers = False
+            if len(self.url) + sum(len(n) + len(v) for n, v in self.headers) > max_header_bytes:
+                self.refuse(431, f"request headers over {max_header_bytes} bytes")  # arrived in one read
                 raise ValueError("headers too large")  # stops the parser; the connection is closed
             super().on_headers_complete()
-
-        def on_response_complete(self) -> None:
-            self.reading_headers, self.header_bytes = True, 0  # the next request's headers
-            super().on_response_complete()
-
-        def connection_lost(self, exc) -> None:
-            if self.header_timer is not None:
-                self.header_timer.cancel()
-            super().connection_lost(exc)
 
         def send_400_response(self, msg: str) -> None:
             self.refuse(400, f"malformed HTTP request: {msg}")
 
         def refuse(self, status: int, message: str) -> None:
+            self.reading_headers = False
             if self.transport.is_closing():
                 return
             body = orjson.dumps({"error": message})
