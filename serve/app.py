@@ -7,7 +7,7 @@ and answered 500 without a stack trace (no client input reaches that path by des
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import re
 import sys
 import threading
@@ -24,7 +24,6 @@ from serve.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    RequestTimeout,
     ServeError,
     Unavailable,
 )
@@ -110,7 +109,7 @@ class App:
             status, body, headers = await getattr(self, handler)(scope, receive, params)
         except ServeError as exc:
             status, body, headers = exc.status, protocol.encode_json({"error": exc.message}), JSON
-            if status in (408, 413):  # the rest of the body is not read: end the connection
+            if status == 413:  # the rest of the body is not read: end the connection
                 headers = [*JSON, (b"connection", b"close")]
         except Exception:  # a defect of ours, never a client's fault: log it, answer without details
             traceback.print_exc(file=sys.stderr)
@@ -135,12 +134,7 @@ class App:
                 raise PayloadTooLarge(f"body of {int(value)} bytes is over the limit of {limit}")
         chunks, size = [], 0
         while True:
-            try:
-                message = await asyncio.wait_for(receive(), self.config.body_timeout_s)
-            except asyncio.TimeoutError:
-                raise RequestTimeout(
-                    f"request body not received within {self.config.body_timeout_s:g}s"
-                ) from None
+            message = await receive()  # a stalled body is answered 408 by serve.connection
             if message["type"] == "http.disconnect":
                 raise ClientGone("client disconnected before sending the whole body")
             chunk = message.get("body", b"")
@@ -239,6 +233,7 @@ class App:
         return 200, self.metrics.render(), [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
 
 
+@functools.lru_cache(maxsize=4096)  # errors raise and are not cached; handlers only read `params`
 def route(method: str, raw_path: bytes) -> tuple[str, dict, str]:
     """Handler name, unquoted path parameters, endpoint label. Parameters are matched on the raw path,
     so an encoded slash stays inside one segment (and then fails the model name check: 404)."""
@@ -264,7 +259,7 @@ def build_server(app: App, loop: str = "auto"):
     from serve.connection import guarded_protocol
 
     config = app.config
-    protocol_class = guarded_protocol(config.header_timeout_s, config.max_header_bytes)
+    protocol_class = guarded_protocol(config.header_timeout_s, config.body_timeout_s, config.max_header_bytes)
     return uvicorn.Server(
         uvicorn.Config(
             app,

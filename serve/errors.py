@@ -25,10 +25,6 @@ class ClientGone(ServeError):
     status = 499  # the client disconnected mid-request; nothing is sent, the metrics count it apart
 
 
-class RequestTimeout(ServeError):
-    status = 408  # the body did not arrive in time
-
-
 class PayloadTooLarge(ServeError):
     status = 413  # body over the configured limit
 
