@@ -65,7 +65,6 @@ class Task:
     decision: str  # the output holding the decision: label, or prediction
     metrics: Callable[[np.ndarray, np.ndarray, list[str]], dict]
     main_metric: str  # printed in progress and summaries
-    higher_is_better: bool
     width: Callable[[int, int], int]  # (n_classes, n_targets) -> width of the last Linear layer
     loss_target: Callable  # (y, target mean, target std) -> the target in the form the loss takes
 
@@ -87,7 +86,6 @@ TASKS: dict[str, Task] = {
         "label",
         classification_metrics,
         "accuracy",
-        True,
         width=lambda n_classes, n_targets: 1,
         loss_target=lambda y, mean, std: y.float().unsqueeze(1),
     ),
@@ -100,7 +98,6 @@ TASKS: dict[str, Task] = {
         "label",
         classification_metrics,
         "accuracy",
-        True,
         width=lambda n_classes, n_targets: n_classes,
         loss_target=lambda y, mean, std: y.long(),
     ),
@@ -113,7 +110,6 @@ TASKS: dict[str, Task] = {
         "prediction",
         regression_metrics,
         "rmse",
-        False,
         width=lambda n_classes, n_targets: n_targets,
         loss_target=lambda y, mean, std: ((y.double() - mean) / std).float().unsqueeze(1),
     ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,7 @@ class Batcher:
         self.model, self.config = model, config
         self.queue_time = metrics.queue_time.labels(model.name)
         self.batch_rows = metrics.batch_rows.labels(model.name)
-        self.pending: list[tuple[np.ndarray, asyncio.Future, float]] = []
+        self.pending: deque[tuple[np.ndarray, asyncio.Future, float]] = deque()
         self.pending_rows = 0
         self.scheduled = False
 
@@ -61,7 +62,7 @@ class Batcher:
             while self.pending and (
                 not batch or rows + len(self.pending[0][0]) <= self.config.max_batch_rows
             ):
-                item = self.pending.pop(0)
+                item = self.pending.popleft()
                 batch.append(item)
                 rows += len(item[0])
             self.pending_rows -= rows
