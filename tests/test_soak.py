@@ -59,6 +59,17 @@ def proc_status(pid: int) -> tuple[float, int]:
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def settled_fds(pid: int, timeout: float = 10.0) -> int:
+    """Open file descriptors once the count holds still for 0.5 s: a client's close returns before the
+    server has seen the EOF and closed its end, so an immediate count still holds the last connections."""
+    counts = [proc_status(pid)[1]]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (len(counts) < 10 or len(set(counts[-10:])) > 1):
+        time.sleep(0.05)
+        counts.append(proc_status(pid)[1])
+    return counts[-1]
+
+
 def build_requests(runtime: Model, n: int = 256) -> list[tuple[str, bytes, dict, object]]:
     """(kind, body, headers, expected) with distinct rows, so a mix-up in batching cannot go unseen."""
     rng = np.random.default_rng(0)
@@ -170,7 +181,7 @@ def test_soak_mixed_load_every_answer_its_own(repository):
     process, port = start_server(repository)
     try:
         asyncio.run(soak(port, requests, min(1.0, SOAK_SECONDS)))  # warm-up
-        rss_start, fds_start = proc_status(process.pid)
+        rss_start, fds_start = proc_status(process.pid)[0], settled_fds(process.pid)
         samples = []
         statuses, problems = collections.Counter(), []
         for _ in range(max(1, int(SOAK_SECONDS // 2))):  # slices, sampling memory between them
@@ -178,7 +189,7 @@ def test_soak_mixed_load_every_answer_its_own(repository):
             statuses.update(got)
             problems += bad
             samples.append(proc_status(process.pid)[0])
-        rss_end, fds_end = proc_status(process.pid)
+        rss_end, fds_end = proc_status(process.pid)[0], settled_fds(process.pid)
     finally:
         process.terminate()
         process.wait(10)
