@@ -34,6 +34,7 @@ class Batcher:
         self.pending: deque[tuple[np.ndarray, asyncio.Future, float]] = deque()
         self.pending_rows = 0
         self.scheduled = False
+        metrics.queued.labels(model.name).set_function(lambda: len(self.pending))  # read at scrape only
 
     async def submit(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """All outputs of the model for `features` (already validated)."""

@@ -38,6 +38,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.queued = Gauge(
+            "inference_queue_requests",
+            "Requests waiting in the batching queue now",
+            ["model"],
+            registry=self.registry,
+        )
         self.ready = Gauge("server_ready", "1 when every model is loaded", registry=self.registry)
         self.children: dict[tuple, tuple] = {}  # labels() costs a lock and a lookup; keep the children
 

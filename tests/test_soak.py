@@ -141,8 +141,8 @@ def check(kind: str, status: int, headers: dict, body: bytes, expected) -> str:
     return ""
 
 
-async def exchange(reader, writer, path: str, body: bytes, headers: dict):
-    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+async def exchange(reader, writer, path: str, body: bytes, headers: dict, method: str = "POST"):
+    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
     writer.write(head.encode() + body)
     status = int((await reader.readline()).split()[1])
@@ -207,7 +207,7 @@ def test_soak_mixed_load_every_answer_its_own(repository):
 
 
 def test_overload_answers_503_promptly_then_recovers(repository):
-    process, port = start_server(repository, "--max-queue", "4", "--max-delay-us", "100000")
+    process, port = start_server(repository, "--max-queue", "4", "--max-delay-us", "250000")
     try:
 
         async def burst():
@@ -242,8 +242,18 @@ async def burst_of_one(port: int) -> int:
     return status
 
 
+async def queued(port: int) -> float:
+    """The server's own count of requests waiting in the batching queue of MODEL (from /metrics)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    status, _, text = await exchange(reader, writer, "/metrics", b"", {}, method="GET")
+    writer.close()
+    assert status == 200
+    prefix = f'inference_queue_requests{{model="{MODEL}"}} '.encode()
+    return next((float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)), 0.0)
+
+
 def test_sigterm_lets_in_flight_requests_finish_and_exits_0(repository):
-    process, port = start_server(repository, "--max-delay-us", "400000")  # requests wait 0.4 s in the queue
+    process, port = start_server(repository, "--max-delay-us", "2000000")  # requests wait 2 s in the queue
 
     async def in_flight():
         async def one():
@@ -255,7 +265,10 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits_0(repository):
             return status
 
         tasks = [asyncio.create_task(one()) for _ in range(8)]
-        await asyncio.sleep(0.15)
+        deadline = time.monotonic() + 1.5
+        while await queued(port) < 8:  # all 8 are in the server, waiting for their batch
+            assert time.monotonic() < deadline, "requests never reached the queue"
+            await asyncio.sleep(0.01)
         process.send_signal(signal.SIGTERM)
         return await asyncio.gather(*tasks)
 
