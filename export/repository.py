@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -49,7 +50,12 @@ def tensor_spec(name: str, datatype: str, shape: list[int]) -> dict:
     return {"name": name, "datatype": datatype, "shape": shape}
 
 
-def config_pbtxt(name: str, inputs: list[dict], outputs: list[dict]) -> str:
+DEFAULT_VERSION_POLICY = "version_policy: { latest: { num_versions: 1 } }"
+
+
+def config_pbtxt(
+    name: str, inputs: list[dict], outputs: list[dict], version_policy: str = DEFAULT_VERSION_POLICY
+) -> str:
     """Triton ModelConfig in protobuf text format. A batch-only tensor ([batch]) is declared the Triton
     way: dims [ 1 ] reshaped to [ ]."""
 
@@ -68,13 +74,28 @@ def config_pbtxt(name: str, inputs: list[dict], outputs: list[dict]) -> str:
         f"input [\n{separator.join(tensor(s) for s in inputs)}\n]\n"
         f"output [\n{separator.join(tensor(s) for s in outputs)}\n]\n"
         "dynamic_batching { }\n"
-        "version_policy: { latest: { num_versions: 1 } }\n"
+        f"{version_policy}\n"
     )
+
+
+def version_policy_clause(config: str) -> str | None:
+    """The top-level `version_policy` clause of a config.pbtxt, verbatim (None when there is none)."""
+    match = re.search(r"^version_policy\s*:?\s*[{<]", config, re.M)
+    if not match:
+        return None
+    depth = 0
+    for end in range(match.end() - 1, len(config)):
+        depth += {"{": 1, "<": 1, "}": -1, ">": -1}.get(config[end], 0)
+        if depth == 0:
+            return config[match.start() : end + 1]
+    return None
 
 
 def publish(repository: Path, name: str, onnx_file: Path, manifest: dict, keep_versions: bool) -> Path:
     """Publish `onnx_file` as the next version (or as version 1, replacing all, without
-    `keep_versions`), with its manifest and config. Returns the published model.onnx path."""
+    `keep_versions`), with its manifest and config. Returns the published model.onnx path. With
+    `keep_versions`, the config keeps the version_policy an operator may have set (latest N, all,
+    specific: which of the kept versions the server serves); a fresh version 1 gets the default."""
     directory = model_dir(repository, name)
     remove_stale_staging(directory)
     staged = staging_dir(directory)
@@ -98,7 +119,9 @@ def publish(repository: Path, name: str, onnx_file: Path, manifest: dict, keep_v
         kept = {k: v for k, v in previous.get("versions", {}).items() if int(k) in older}
         manifest["versions"] = {**kept, str(version): {"sha256": manifest["sha256"], "created": created}}
         (staged / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        (staged / "config.pbtxt").write_text(config_pbtxt(name, manifest["inputs"], manifest["outputs"]))
+        policy = version_policy_clause(read_config(directory)) if older else None
+        config = config_pbtxt(name, manifest["inputs"], manifest["outputs"], policy or DEFAULT_VERSION_POLICY)
+        (staged / "config.pbtxt").write_text(config)
         for path in staged.rglob("*"):
             if path.is_file():
                 with path.open("rb") as f:
@@ -108,6 +131,13 @@ def publish(repository: Path, name: str, onnx_file: Path, manifest: dict, keep_v
         shutil.rmtree(staged, ignore_errors=True)
         raise
     return directory / str(version) / "model.onnx"
+
+
+def read_config(directory: Path) -> str:
+    try:
+        return (directory / "config.pbtxt").read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return ""
 
 
 def read_manifest(directory: Path) -> dict:

@@ -1,5 +1,5 @@
-"""Command line: `python -m serve serve` (the HTTP server) and `python -m serve predict` (CSV batch
-prediction). Every server flag also reads an environment variable, SERVE_<FLAG>."""
+"""Command line: `python -m serve serve` (the HTTP and gRPC server) and `python -m serve predict` (CSV
+batch prediction). Every server flag also reads an environment variable, SERVE_<FLAG>."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ def env(name: str, default):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    server = commands.add_parser("serve", help="serve a model repository over HTTP (Open Inference Protocol)")
+    server = commands.add_parser(
+        "serve", help="serve a model repository over HTTP and gRPC (Open Inference Protocol)"
+    )
     defaults = BatchingConfig()
     server.add_argument("--repository", type=Path, default=env("repository", "models"))
     server.add_argument(
@@ -30,7 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("host", "127.0.0.1"),
         help="bind address (default 127.0.0.1; the server has no authentication)",
     )
-    server.add_argument("--port", type=int, default=env("port", 8000))
+    server.add_argument("--port", type=int, default=env("port", 8000), help="HTTP port")
+    server.add_argument(
+        "--grpc-port", type=int, default=env("grpc_port", 8001), help="gRPC port (default 8001; 0: no gRPC)"
+    )
+    server.add_argument(
+        "--poll-s",
+        type=float,
+        default=env("poll_s", 2.0),
+        help="look for new, changed and removed models this often (default 2; 0: never)",
+    )
+    server.add_argument(
+        "--workers", type=int, default=env("workers", 1), help="server processes sharing the ports"
+    )
+    server.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor
+    server.add_argument("--runtime-dir", type=Path, help=argparse.SUPPRESS)  # set by the supervisor
     server.add_argument("--max-body-mb", type=float, default=env("max_body_mb", 64.0))
     server.add_argument("--max-rows", type=int, default=env("max_rows", 65536), help="rows per request")
     server.add_argument(
@@ -56,49 +72,73 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serve(args) -> int:
-    from serve.app import App, ServerConfig, build_server
+def serve(args, argv: list[str]) -> int:
+    from serve.app import App, build_server
+    from serve.config import ServerConfig
 
     batching = BatchingConfig(not args.no_batching, args.max_batch_rows, args.max_delay_us, args.max_queue)
     config = ServerConfig(
         repository=args.repository,
         host=args.host,
         port=args.port,
+        grpc_port=args.grpc_port,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_rows=args.max_rows,
         threads=args.threads,
         batching=batching,
+        poll_s=args.poll_s,
         idle_timeout_s=args.idle_timeout_s,
         header_timeout_s=args.header_timeout_s,
         body_timeout_s=args.body_timeout_s,
         max_connections=args.max_connections,
     )
-    exposure = (
-        "loopback only" if args.host in ("127.0.0.1", "localhost", "::1") else "ALL callers on that address"
-    )
-    print(
-        f"serving {args.repository} on http://{args.host}:{args.port} ({exposure}; no authentication)",
-        flush=True,
-    )
+    if args.worker is None:
+        exposure = (
+            "loopback only"
+            if args.host in ("127.0.0.1", "localhost", "::1")
+            else "ALL callers on that address"
+        )
+        grpc = f" and grpc://{args.host}:{args.grpc_port}" if args.grpc_port else ""
+        workers = f", {args.workers} workers" if args.workers > 1 else ""
+        print(
+            f"serving {args.repository} on http://{args.host}:{args.port}{grpc} "
+            f"({exposure}; no authentication{workers})",
+            flush=True,
+        )
+    if args.workers > 1 and args.worker is None:
+        from serve.workers import Supervisor
+
+        return Supervisor(config, args.workers, argv, log=lambda line: print(line, flush=True)).run()
     try:
         import uvloop  # noqa: F401
 
         loop = "uvloop"
     except ImportError:
         loop = "asyncio"
+    sockets = None
+    if args.worker is not None:  # one of several processes on the same ports
+        from serve.workers import die_with_supervisor, reuse_port_socket
+
+        die_with_supervisor()
+        config.reuse_port, config.control_file = True, args.runtime_dir / "unloaded.json"
+        sockets = [reuse_port_socket(args.host, args.port)]
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal with the handler that was
     # installed before it ran; with this one the process then exits 0 instead of dying by the signal.
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: None)
-    build_server(App(config, log=lambda line: print(line, flush=True)), loop=loop).run()
+    try:
+        build_server(App(config, log=lambda line: print(line, flush=True)), loop=loop).run(sockets=sockets)
+    except SystemExit as exc:  # uvicorn exits 3 when it cannot start (a port taken); it said why
+        return 2 if exc.code else 0
     print("stopped", flush=True)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        return serve(args)
+        return serve(args, argv)
     try:
         keep = [c for c in args.keep.split(",") if c]
         count = predict_csv(args.model, args.csv, args.out, keep)

@@ -2,24 +2,27 @@
 
 Each request goes route → read body (within limits) → decode → validate → batch/run → encode. Named
 errors from `serve.errors` become `{"error": ...}` with their status; anything unexpected is logged here
-and answered 500 without a stack trace (no client input reaches that path by design).
+and answered 500 without a stack trace (no client input reaches that path by design). What is not HTTP
+(models, versions, batching, health, model control) is serve.dataplane's, shared with gRPC, whose server
+this application's lifespan starts and stops on the same event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import unquote
 
 from serve import protocol
-from serve.batching import Batcher, BatchingConfig
+from serve.config import ServerConfig
+from serve.dataplane import DataPlane
 from serve.errors import (
+    BadRequest,
     ClientGone,
     MethodNotAllowed,
     NotFound,
@@ -27,29 +30,9 @@ from serve.errors import (
     ServeError,
     Unavailable,
 )
-from serve.metrics import Metrics
-from serve.repository import Repository
 
-SERVER_NAME = "tabular-deploy"
-SERVER_VERSION = "0.1.0"
 JSON = [(b"content-type", b"application/json")]
-
-
-@dataclass
-class ServerConfig:
-    repository: Path = Path("models")  # the model repository to serve
-    host: str = "127.0.0.1"  # bind address; anything else exposes an unauthenticated server
-    port: int = 8000
-    max_body_bytes: int = 64 * 1024 * 1024  # larger bodies get 413
-    max_rows: int = 65536  # rows per request
-    threads: int = 1  # onnxruntime intra-op threads per model
-    batching: BatchingConfig = field(default_factory=BatchingConfig)
-    idle_timeout_s: float = 15.0  # a connection silent this long is closed (also before its first request)
-    header_timeout_s: float = 10.0  # request headers must arrive within this, else 408
-    body_timeout_s: float = 30.0  # each piece of a body must arrive within this, else 408
-    max_header_bytes: int = 64 * 1024  # else 431
-    max_connections: int = 1024  # beyond this, new connections get 503
-
+SHUTDOWN_GRACE_S = 30.0  # gRPC calls in flight at SIGTERM get this long to finish
 
 MODEL = r"(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?"
 ROUTES = [  # (method, pattern on the raw path, handler, endpoint label for metrics)
@@ -60,6 +43,8 @@ ROUTES = [  # (method, pattern on the raw path, handler, endpoint label for metr
     ("GET", rf"/v2/models/{MODEL}", "model_metadata", "metadata"),
     ("POST", rf"/v2/models/{MODEL}/infer", "infer", "v2_infer"),
     ("POST", r"/v2/repository/index", "repository_index", "metadata"),
+    ("POST", r"/v2/repository/models/(?P<name>[^/]+)/load", "load_model", "repository"),
+    ("POST", r"/v2/repository/models/(?P<name>[^/]+)/unload", "unload_model", "repository"),
     ("GET", r"/v1/models/(?P<name>[^/:]+)", "v1_metadata", "metadata"),
     ("POST", r"/v1/models/(?P<name>[^/:]+):predict", "v1_predict", "v1_predict"),
     ("GET", r"/metrics", "metrics_text", "metrics"),
@@ -70,28 +55,48 @@ COMPILED = [(method, re.compile(pattern), handler, endpoint) for method, pattern
 class App:
     def __init__(self, config: ServerConfig, log=print):
         self.config, self.log = config, log
-        self.repository = Repository(Path(config.repository), threads=config.threads)
-        self.metrics = Metrics()
-        self.batchers: dict[str, Batcher] = {}
+        self.dataplane = DataPlane(config, log)
+        self.repository, self.metrics = self.dataplane.repository, self.dataplane.metrics
+        self.grpc = None  # serve.grpc_server.GrpcServer while running, when config.grpc_port is set
+        self.grpc_stopping: asyncio.Task | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def load(self) -> None:
-        self.repository.load_all(self.log)
-        self.metrics.ready.set(int(self.repository.ready))
-        state = "ready" if self.repository.ready else "NOT ready"
-        self.log(
-            f"{state}: {len(self.repository.models)} model(s) served, {len(self.repository.failed)} refused"
-        )
+        self.dataplane.load()
 
     async def lifespan(self, receive, send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    await self.start_grpc()
+                except OSError as exc:
+                    self.log(f"error: {exc}")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 threading.Thread(target=self.load, name="model-loader", daemon=True).start()
+                self.dataplane.lifecycle.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.begin_shutdown()
+                await self.dataplane.lifecycle.stop()
+                if self.grpc_stopping is not None:
+                    await self.grpc_stopping
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def start_grpc(self) -> None:
+        if not self.config.grpc_port:
+            return
+        from serve.grpc_server import GrpcServer  # grpcio is imported only when gRPC is served
+
+        self.grpc = GrpcServer(self.dataplane)
+        self.config.grpc_port = await self.grpc.start()
+
+    def begin_shutdown(self) -> None:
+        """Stop accepting gRPC calls at the same moment as HTTP connections; in-flight ones finish."""
+        if self.grpc is not None and self.grpc_stopping is None:
+            self.grpc_stopping = asyncio.ensure_future(self.grpc.stop(SHUTDOWN_GRACE_S))
 
     # -- the request path --------------------------------------------------------------------------
     async def __call__(self, scope, receive, send) -> None:
@@ -122,7 +127,7 @@ class App:
             }
         )
         await send({"type": "http.response.body", "body": body})
-        if model_label and model_label not in self.repository.models:
+        if model_label and model_label not in self.repository.states:
             model_label = "(unknown)"  # bound the label set: clients choose names freely
         self.metrics.record(model_label, endpoint, status, time.perf_counter() - start)
         return None
@@ -145,71 +150,68 @@ class App:
             if not message.get("more_body"):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def batcher(self, name: str, version: str | None) -> Batcher:
-        model = self.repository.get(name, version)
-        if name not in self.batchers:
-            self.batchers[name] = Batcher(model, self.config.batching, self.metrics)
-        return self.batchers[name]
-
     # -- handlers: (scope, receive, params) -> (status, body, headers) -----------------------------
     async def live(self, scope, receive, params):
         return 200, protocol.encode_json({"live": True}), JSON
 
     async def ready(self, scope, receive, params):
-        if not self.repository.ready:
-            raise Unavailable(self.not_ready_reason())
+        reason = self.dataplane.not_ready_reason()
+        if reason:
+            raise Unavailable(reason)
         return 200, protocol.encode_json({"ready": True}), JSON
 
-    def not_ready_reason(self) -> str:
-        repo = self.repository
-        if repo.loading:
-            return "not ready: loading models"
-        if repo.failed:
-            return "not ready: refused " + "; ".join(f"{n}: {r}" for n, r in sorted(repo.failed.items()))
-        return f"not ready: no model in {repo.path}"
-
     async def server_metadata(self, scope, receive, params):
-        body = {
-            "name": SERVER_NAME,
-            "version": SERVER_VERSION,
-            "extensions": ["binary_tensor_data", "model_repository"],
-        }
-        return 200, protocol.encode_json(body), JSON
+        return 200, protocol.encode_json(self.dataplane.server_metadata()), JSON
 
     async def model_ready(self, scope, receive, params):
-        self.repository.get(params["name"], params.get("version"))
+        self.dataplane.served(params["name"], params.get("version"))
         return 200, protocol.encode_json({"name": params["name"], "ready": True}), JSON
 
     async def model_metadata(self, scope, receive, params):
-        model = self.repository.get(params["name"], params.get("version"))
-        manifest = model.manifest
-        body = {
-            "name": model.name,
-            "versions": [model.version],
-            "platform": "onnxruntime_onnx",
-            "inputs": manifest["inputs"],
-            "outputs": manifest["outputs"],
-        }
+        body = self.dataplane.model_metadata(params["name"], params.get("version"))
         return 200, protocol.encode_json(body), JSON
 
     async def infer(self, scope, receive, params):
-        batcher = self.batcher(params["name"], params.get("version"))
+        served = self.dataplane.served(params["name"], params.get("version"))
         body = await self.read_body(scope, receive)
         header_length = next(
             (v.decode("latin-1") for k, v in scope["headers"] if k == b"inference-header-content-length"),
             None,
         )
-        request = protocol.decode_v2(body, header_length, batcher.model, self.config.max_rows)
-        results = await batcher.submit(request.features)
-        payload, headers = protocol.encode_v2(batcher.model, request, results)
+        request = protocol.decode_v2(body, header_length, served.model, self.config.max_rows)
+        results = await served.batcher.submit(request.features)
+        payload, headers = protocol.encode_v2(served.model, request, results)
         return 200, payload, [(k.encode(), v.encode()) for k, v in headers.items()]
 
     async def repository_index(self, scope, receive, params):
-        await self.read_body(scope, receive)
-        return 200, protocol.encode_json(self.repository.index()), JSON
+        body = await self.read_body(scope, receive)
+        options = protocol.load_json(body) if body.strip() else {}
+        if not isinstance(options, dict):
+            raise BadRequest("repository index request must be a JSON object")
+        rows = self.dataplane.index(ready_only=options.get("ready") is True)
+        return 200, protocol.encode_json(rows), JSON
+
+    async def load_model(self, scope, receive, params):
+        parameters = await self.control_parameters(scope, receive)
+        await self.dataplane.load_model(params["name"], parameters)
+        return 200, b"{}", JSON
+
+    async def unload_model(self, scope, receive, params):
+        parameters = await self.control_parameters(scope, receive)
+        await self.dataplane.unload_model(params["name"], parameters)
+        return 200, b"{}", JSON
+
+    async def control_parameters(self, scope, receive) -> list[str]:
+        """The names of the parameters of Triton's (optional) load/unload body."""
+        body = await self.read_body(scope, receive)
+        options = protocol.load_json(body) if body.strip() else {}
+        parameters = options.get("parameters") or {} if isinstance(options, dict) else None
+        if not isinstance(parameters, dict):
+            raise BadRequest('model control request must be a JSON object, with "parameters" an object')
+        return list(parameters)
 
     async def v1_metadata(self, scope, receive, params):
-        model = self.repository.get(params["name"])
+        model = self.dataplane.served(params["name"]).model
         manifest = model.manifest
         body = {
             "name": model.name,
@@ -223,11 +225,11 @@ class App:
         return 200, protocol.encode_json(body), JSON
 
     async def v1_predict(self, scope, receive, params):
-        batcher = self.batcher(params["name"], None)
+        served = self.dataplane.served(params["name"])
         body = await self.read_body(scope, receive)
-        features = batcher.model.check_features(protocol.decode_v1(body, batcher.model, self.config.max_rows))
-        results = await batcher.submit(features)
-        return 200, protocol.encode_json({"predictions": batcher.model.describe(results)}), JSON
+        features = served.model.check_features(protocol.decode_v1(body, served.model, self.config.max_rows))
+        results = await served.batcher.submit(features)
+        return 200, protocol.encode_json({"predictions": served.model.describe(results)}), JSON
 
     async def metrics_text(self, scope, receive, params):
         return 200, self.metrics.render(), [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
@@ -258,9 +260,14 @@ def build_server(app: App, loop: str = "auto"):
 
     from serve.connection import guarded_protocol
 
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            app.begin_shutdown()  # gRPC stops accepting together with HTTP, not after it has drained
+            await super().shutdown(sockets)
+
     config = app.config
     protocol_class = guarded_protocol(config.header_timeout_s, config.body_timeout_s, config.max_header_bytes)
-    return uvicorn.Server(
+    return Server(
         uvicorn.Config(
             app,
             host=config.host,

@@ -1,8 +1,10 @@
 """Dynamic batching: concurrent requests to one model are merged into one onnxruntime call.
 
-Requests queue per model; a flush runs at the end of the current event-loop turn (max_delay_us = 0) or
-after max_delay_us, or at once when max_batch_rows are waiting. Each caller gets exactly its own rows back
-(outputs are split by the row counts in queue order). A bounded queue answers 503 when full.
+Requests queue per model version: each version has its own session, so a batch never mixes two, and a
+request queued before a swap is answered by the version it was queued for. A flush runs at the end of
+the current event-loop turn (max_delay_us = 0) or after max_delay_us, or at once when max_batch_rows are
+waiting. Each caller gets exactly its own rows back (outputs are split by the row counts in queue
+order). A bounded queue answers 503 when full.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from serve.errors import Unavailable
+from serve.errors import QueueFull
 from serve.model import Model
 
 
@@ -23,7 +25,7 @@ class BatchingConfig:
     enabled: bool = True  # merge concurrent requests
     max_batch_rows: int = 1024  # rows per onnxruntime call, at most (a larger request runs alone)
     max_delay_us: int = 0  # how long the first request waits for company; 0: end of this loop turn
-    max_queue: int = 2048  # queued requests per model before 503
+    max_queue: int = 2048  # queued requests per model version before 503 (gRPC: RESOURCE_EXHAUSTED)
 
 
 class Batcher:
@@ -34,14 +36,13 @@ class Batcher:
         self.pending: deque[tuple[np.ndarray, asyncio.Future, float]] = deque()
         self.pending_rows = 0
         self.scheduled = False
-        metrics.queued.labels(model.name).set_function(lambda: len(self.pending))  # read at scrape only
 
     async def submit(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """All outputs of the model for `features` (already validated)."""
         if not self.config.enabled:
             return self.run([(features, None, time.perf_counter())])[0]
         if len(self.pending) >= self.config.max_queue:
-            raise Unavailable(f"model {self.model.name!r} queue is full ({self.config.max_queue} requests)")
+            raise QueueFull(f"model {self.model.name!r} queue is full ({self.config.max_queue} requests)")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.pending.append((features, future, time.perf_counter()))

@@ -1,8 +1,10 @@
-"""Named errors of the runtime and server, each mapped to one HTTP status here and nowhere else."""
+"""Named errors of the runtime and server, each mapped here, and nowhere else, to one HTTP status and one
+gRPC status code (the gRPC transport looks the code up by name: errors.py stays free of grpc)."""
 
 
 class ServeError(Exception):
     status = 500
+    grpc_code = "INTERNAL"
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -11,26 +13,37 @@ class ServeError(Exception):
 
 class BadRequest(ServeError):
     status = 400  # anything malformed in what the client sent
+    grpc_code = "INVALID_ARGUMENT"
 
 
 class NotFound(ServeError):
     status = 404  # unknown model, version or path
+    grpc_code = "NOT_FOUND"
 
 
 class MethodNotAllowed(ServeError):
     status = 405
+    grpc_code = "UNIMPLEMENTED"
 
 
 class ClientGone(ServeError):
     status = 499  # the client disconnected mid-request; nothing is sent, the metrics count it apart
+    grpc_code = "CANCELLED"
 
 
 class PayloadTooLarge(ServeError):
     status = 413  # body over the configured limit
+    grpc_code = "RESOURCE_EXHAUSTED"
 
 
 class Unavailable(ServeError):
-    status = 503  # not ready, or the batching queue is full
+    status = 503  # not ready, or a model (version) that is not loaded
+    grpc_code = "UNAVAILABLE"
+
+
+class QueueFull(Unavailable):
+    status = 503  # a model's batching queue is full: retry later
+    grpc_code = "RESOURCE_EXHAUSTED"
 
 
 class ModelLoadError(Exception):

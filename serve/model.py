@@ -1,10 +1,11 @@
 """The runtime model: one exported model directory, `load()` once, then `predict()` many times.
 
-`load()` reads manifest.json, checks the sha256 of the version's model.onnx against it, opens one
-onnxruntime session from exactly the bytes it checked, and checks the graph's inputs and outputs against
-the manifest before setting `ready`. `predict()` takes a float32 feature matrix; `encode_rows()` turns
-rows of named (or ordered) raw values into that matrix with the manifest's feature order and category
-codes; `describe()` turns outputs into class names and probabilities, or named values.
+`load()` reads manifest.json, checks the sha256 of the version's model.onnx against it (the newest
+version by default; an older one kept by `--keep-versions` against the manifest's "versions" record),
+opens one onnxruntime session from exactly the bytes it checked, and checks the graph's inputs and
+outputs against the manifest before setting `ready`. `predict()` takes a float32 feature matrix;
+`encode_rows()` turns rows of named (or ordered) raw values into that matrix with the manifest's feature
+order and category codes; `describe()` turns outputs into class names and probabilities, or named values.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,28 +28,19 @@ MISSING = {"", "na", "nan", "n/a", "?", "null", "none"}  # text cells that mean 
 
 
 class Model:
-    def __init__(self, directory: Path, threads: int = 1):
+    def __init__(self, directory: Path, threads: int = 1, version: int | None = None):
         self.directory = Path(directory)
         self.name = self.directory.name
         self.threads = threads  # onnxruntime intra-op threads; 1 suits these small graphs best
+        self.requested = version  # the version to load; None: the newest published (manifest.json's)
         self.ready = False
         self.session: ort.InferenceSession | None = None
         self.manifest: dict = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def load(self) -> Model:
-        try:
-            manifest = json.loads((self.directory / "manifest.json").read_text())
-            version = int(manifest["version"])
-            onnx_file = self.directory / str(version) / "model.onnx"
-            blob = onnx_file.read_bytes()
-        except FileNotFoundError as exc:
-            raise ModelLoadError(f"missing {Path(exc.filename).relative_to(self.directory)}") from None
-        except OSError as exc:
-            raise ModelLoadError(f"cannot read {exc.filename}: {exc.strerror}") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"manifest.json is not valid: {exc!r}") from None
-        if hashlib.sha256(blob).hexdigest() != manifest.get("sha256"):
+        manifest, version, blob = read_version(self.directory, self.requested)
+        if hashlib.sha256(blob).hexdigest() != expected_sha256(manifest, version):
             raise ModelLoadError(
                 f"{version}/model.onnx does not match the sha256 in manifest.json "
                 "(changed or corrupted on disk)"
@@ -157,6 +150,62 @@ class Model:
             {"label": classes[int(label)], "probabilities": dict(zip(classes, map(float, p)))}
             for label, p in zip(outputs["label"], probabilities)
         ]
+
+
+def read_version(directory: Path, version: int | None) -> tuple[dict, int, bytes]:
+    """manifest.json and <version>/model.onnx, both read from one and the same model directory.
+
+    A publication swaps the whole directory at once (renameat2, pipeline/files.py), and the old one is
+    deleted right after: reading both files through one open handle of the directory never mixes two
+    publications, and a read that loses the old directory's files mid-way starts over on the new one."""
+    for attempt in range(3):
+        try:
+            handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise ModelLoadError(f"cannot open the model directory: {exc.strerror}") from None
+        try:
+            manifest = json.loads(read_at(handle, "manifest.json"))
+            number = int(manifest["version"]) if version is None else version
+            return manifest, number, read_at(handle, f"{number}/model.onnx")
+        except FileNotFoundError as exc:
+            if attempt < 2 and swapped(directory, handle):
+                continue
+            raise ModelLoadError(f"missing {exc.filename}") from None
+        except OSError as exc:
+            raise ModelLoadError(f"cannot read {exc.filename}: {exc.strerror}") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelLoadError(f"manifest.json is not valid: {exc!r}") from None
+        finally:
+            os.close(handle)
+    raise ModelLoadError("the model directory kept changing while it was read")
+
+
+def read_at(directory_handle: int, relative: str) -> bytes:
+    try:
+        fd = os.open(relative, os.O_RDONLY, dir_fd=directory_handle)
+    except OSError as exc:
+        exc.filename = relative
+        raise
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def swapped(directory: Path, handle: int) -> bool:
+    try:
+        return os.stat(directory).st_ino != os.fstat(handle).st_ino
+    except FileNotFoundError:
+        return True
+
+
+def expected_sha256(manifest: dict, version: int) -> str | None:
+    """The sha256 manifest.json records for `version`: its own for the newest, else from "versions"."""
+    if str(version) == str(manifest.get("version")):
+        return manifest.get("sha256")
+    recorded = manifest.get("versions")
+    entry = recorded.get(str(version)) if isinstance(recorded, dict) else None
+    if not isinstance(entry, dict) or "sha256" not in entry:
+        raise ModelLoadError(f"manifest.json records no sha256 for version {version}")
+    return entry["sha256"]
 
 
 def check_graph(session: ort.InferenceSession, manifest: dict) -> None:

@@ -137,14 +137,9 @@ def decode_v2(body: bytes, header_length: str | None, model: Model, max_rows: in
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest("request needs a non-empty 'inputs' list")
     names = [i.get("name") if isinstance(i, dict) else None for i in inputs]
-    if len(inputs) != 1 or names != [INPUT_NAME]:
-        raise BadRequest(
-            f"model {model.name!r} takes exactly one input named {INPUT_NAME!r}, got {names}"[:300]
-        )
     tensor = inputs[0]
-    datatype = tensor.get("datatype")
-    if datatype not in V2_NUMPY:
-        raise BadRequest(f"datatype {datatype!r} is not a numeric tensor type"[:200])
+    datatype = tensor.get("datatype") if isinstance(tensor, dict) else None
+    check_input(names, datatype, model)
     rows, width = check_shape(tensor.get("shape"), model, max_rows)
     count = rows * width
     parameters = tensor.get("parameters") or {}
@@ -179,21 +174,38 @@ def requested_outputs(request: dict, model: Model) -> tuple[list[str], dict[str,
         return model.output_names, dict.fromkeys(model.output_names, default_binary)
     if not isinstance(wanted, list) or not all(isinstance(o, dict) for o in wanted):
         raise BadRequest("'outputs' must be a list of objects")
-    names, binary = [], {}
-    for output in wanted:
-        name = output.get("name")
-        if name not in model.outputs:
+    names = [output.get("name") for output in wanted]
+    options = [output.get("parameters") or {} for output in wanted]
+    selected = select_outputs(model, names)
+    for name, option in zip(names, options):
+        if not isinstance(option, dict):
+            raise BadRequest(f"parameters of output {name!r} must be an object")
+    binary = {n: o.get("binary_data", default_binary) is True for n, o in zip(names, options)}
+    return selected, {n: binary.get(n, default_binary) for n in selected}
+
+
+def select_outputs(model: Model, names: list) -> list[str]:
+    """The requested output names, checked (every transport: HTTP and gRPC); all outputs when none."""
+    if not names:
+        return model.output_names
+    for k, name in enumerate(names):
+        if not isinstance(name, str) or name not in model.outputs:
             raise BadRequest(
                 f"model {model.name!r} has no output {name!r}; outputs: {', '.join(model.output_names)}"[:300]
             )
-        options = output.get("parameters") or {}
-        if not isinstance(options, dict):
-            raise BadRequest(f"parameters of output {name!r} must be an object")
-        if name in binary:
+        if name in names[:k]:
             raise BadRequest(f"output {name!r} requested twice")
-        names.append(name)
-        binary[name] = options.get("binary_data", default_binary) is True
-    return names, binary
+    return names
+
+
+def check_input(names: list, datatype, model: Model) -> None:
+    """One input named `features` of a numeric datatype (every transport)."""
+    if len(names) != 1 or names != [INPUT_NAME]:
+        raise BadRequest(
+            f"model {model.name!r} takes exactly one input named {INPUT_NAME!r}, got {names}"[:300]
+        )
+    if not isinstance(datatype, str) or datatype not in V2_NUMPY:
+        raise BadRequest(f"datatype {datatype!r} is not a numeric tensor type"[:200])
 
 
 def encode_v2(model: Model, request: InferRequest, results: dict[str, np.ndarray]) -> tuple[bytes, dict]:

@@ -1,44 +1,154 @@
-"""Loading a model repository: every valid model directory is served, every invalid one is reported."""
+"""The model repository as served: which versions of which models answer, read from the disk.
+
+`read(name)` loads and verifies the versions that config.pbtxt's version_policy asks for (blocking: the
+server calls it off the event loop), reusing versions already served unchanged and remembering refusals
+so a broken file is not re-read until it changes; `apply()` swaps the result in with one assignment of a
+fresh dict. A request takes what `get()` finds once, so it never sees half an update, and a request that
+found a version keeps it, with its batching queue, until answered, however many swaps happen meanwhile.
+`changed()` is the poll's cheap look (a few stats per model) at what moved on disk since the last read.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from serve.batching import Batcher, BatchingConfig
 from serve.errors import ModelLoadError, NotFound, Unavailable
-from serve.model import Model
+from serve.metrics import Metrics
+from serve.model import Model, expected_sha256
+from serve.policy import PolicyError, VersionPolicy, version_policy
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
-@dataclass
-class Repository:
-    path: Path
-    threads: int = 1  # onnxruntime intra-op threads per model
-    models: dict[str, Model] = field(default_factory=dict)  # loaded and ready
-    failed: dict[str, str] = field(default_factory=dict)  # name → why it is not served
-    loading: bool = True  # true until `load_all` finished
+@dataclass(frozen=True)
+class Served:
+    """One loaded version and its batching queue."""
 
-    def candidates(self) -> list[Path]:
+    model: Model
+    batcher: Batcher
+    key: tuple  # (version, sha256 recorded for it, model.onnx's identity on disk) when it was loaded
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """One model as served now. Replaced whole, never changed in place."""
+
+    versions: dict[str, Served] = field(default_factory=dict)  # served, by version number
+    refused: dict[str, str] = field(default_factory=dict)  # version → why the policy's pick is not served
+    error: str = ""  # why the model directory itself could not be read ('' when it could)
+    signature: tuple | None = None  # the directory as last read (see `signature`)
+    attempts: dict[tuple, str] = field(default_factory=dict)  # Served.key → refusal, not retried
+    unloaded: bool = False  # explicitly unloaded: not served, not polled, until loaded again
+
+    @property
+    def default(self) -> Served | None:
+        """The version a request without one gets: the highest served."""
+        return self.versions[max(self.versions, key=int)] if self.versions else None
+
+    @property
+    def reason(self) -> str:
+        """Why nothing is served ('' when something is)."""
+        if self.versions:
+            return ""
+        if self.unloaded:
+            return "unloaded"
+        return self.error or next(iter(self.refused.values()), "no version to serve")
+
+
+class Repository:
+    def __init__(self, path: Path, threads: int = 1, batching: BatchingConfig | None = None, metrics=None):
+        self.path = Path(path)
+        self.threads = threads  # onnxruntime intra-op threads per model version
+        self.batching = batching or BatchingConfig()
+        self.metrics = metrics or Metrics()
+        self.states: dict[str, ModelState] = {}  # replaced whole on every change (see `apply`)
+        self.loading = True  # true until the first `load_all` finished
+
+    # -- reading the disk (blocking) ---------------------------------------------------------------
+    def candidates(self) -> list[str]:
         if not self.path.is_dir():
             return []
         return sorted(
-            p
+            p.name
             for p in self.path.iterdir()
             if p.is_dir() and not p.name.startswith(".") and MODEL_NAME.fullmatch(p.name)
         )
 
+    def changed(self) -> list[str]:
+        """Models whose directory appeared, changed or disappeared since it was last read."""
+        names = set(self.candidates()) | set(self.states)
+        return sorted(
+            n
+            for n in names
+            if not self.states.get(n, ModelState()).unloaded
+            and (n not in self.states or signature(self.path / n) != self.states[n].signature)
+        )
+
+    def read(self, name: str) -> ModelState | None:
+        """The state `name` should have now (None: its directory is gone). Loads what is new."""
+        directory = self.path / name
+        before = signature(directory)
+        if before is None:
+            return None
+        previous = self.states.get(name, ModelState())
+        try:
+            policy = read_policy(directory)
+            manifest = read_manifest(directory)
+        except (ModelLoadError, PolicyError) as exc:
+            # the directory as a whole is unreadable: what was served stays served
+            return ModelState(previous.versions, previous.refused, str(exc), before, previous.attempts)
+        served, refused, attempts = {}, {}, {}
+        available = published_versions(directory)
+        for version in policy.candidates(available):
+            if policy.wanted is not None and len(served) == policy.wanted:
+                break
+            if version not in available:
+                refused[str(version)] = f"no {version}/model.onnx"
+                continue
+            key = version_key(directory, manifest, version)
+            kept = previous.versions.get(str(version))
+            if kept is not None and kept.key == key:
+                served[str(version)] = kept
+            elif key in previous.attempts:
+                refused[str(version)] = attempts[key] = previous.attempts[key]
+            else:
+                try:
+                    model = Model(directory, self.threads, version).load()
+                    served[str(version)] = Served(model, Batcher(model, self.batching, self.metrics), key)
+                except ModelLoadError as exc:
+                    refused[str(version)] = attempts[key] = str(exc)
+        error = "" if available or policy.kind == "specific" else "no version directory with a model.onnx"
+        return ModelState(served, refused, error, before, attempts)
+
+    # -- what requests see -------------------------------------------------------------------------
+    def apply(self, name: str, state: ModelState | None) -> list[Served]:
+        """Swap in `state` for `name` (None removes it); returns the versions no longer served."""
+        old = self.states.get(name, ModelState())
+        states = dict(self.states)
+        if state is None:
+            states.pop(name, None)
+        else:
+            states[name] = state
+            if name not in self.states:
+                self.metrics.watch_queue(name, lambda: self.queued(name))
+        self.states = states  # one assignment: a reader sees the old dict or the new one
+        self.metrics.ready.set(int(self.ready))
+        kept = {id(s) for s in (state.versions.values() if state else ())}
+        return [s for s in old.versions.values() if id(s) not in kept]
+
     def load_all(self, log=print) -> Repository:
+        """Read every model directory once (at startup), logging what is served and what is refused."""
         self.loading = True
         try:
-            for directory in self.candidates():
-                try:
-                    self.models[directory.name] = Model(directory, self.threads).load()
-                    log(f"loaded {directory.name} (version {self.models[directory.name].version})")
-                except ModelLoadError as exc:
-                    self.failed[directory.name] = str(exc)
-                    log(f"refused {directory.name}: {exc}")
+            for name in self.candidates():
+                self.apply(name, self.read(name))
+                for line in describe(name, self.states[name]):
+                    log(line)
         finally:
             self.loading = False
         if not self.models:
@@ -46,27 +156,130 @@ class Repository:
         return self
 
     @property
+    def models(self) -> dict[str, Model]:
+        """Each served model's default version."""
+        return {n: s.default.model for n, s in self.states.items() if s.versions}
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """Models that serve nothing (explicitly unloaded ones aside), with the reason."""
+        return {n: s.reason for n, s in self.states.items() if not s.versions and not s.unloaded}
+
+    @property
     def ready(self) -> bool:
-        """Every model loaded, at least one, none refused (Triton's strict readiness)."""
+        """Every model serves a version, at least one model does (Triton's strict readiness)."""
         return not self.loading and bool(self.models) and not self.failed
 
-    def get(self, name: str, version: str | None = None) -> Model:
-        """The ready model, or NotFound. Names are checked before anything else is looked at."""
+    def queued(self, name: str) -> int:
+        state = self.states.get(name)
+        return sum(len(s.batcher.pending) for s in state.versions.values()) if state else 0
+
+    def get(self, name: str, version: str | None = None) -> Served:
+        """The served version (the default when None), or NotFound / Unavailable with the reason.
+        Names are checked before anything else is looked at."""
         if not MODEL_NAME.fullmatch(name):
             raise NotFound(f"unknown model {name!r}")
         if self.loading:
             raise Unavailable("the server is still loading its models")
-        if name in self.failed:
-            raise Unavailable(f"model {name!r} is not available: {self.failed[name]}")
-        if name not in self.models:
+        state = self.states.get(name)
+        if state is None:
             raise NotFound(f"unknown model {name!r}")
-        model = self.models[name]
-        if version is not None and version != model.version:
-            raise NotFound(f"model {name!r} has no version {version!r} (serving {model.version})")
-        return model
+        if not state.versions:
+            raise Unavailable(f"model {name!r} is not available: {state.reason}")
+        if version is None:
+            return state.default
+        served = state.versions.get(version)
+        if served is not None:
+            return served
+        if version in state.refused:
+            raise Unavailable(f"model {name!r} version {version} is not available: {state.refused[version]}")
+        serving = ", ".join(sorted(state.versions, key=int))
+        raise NotFound(f"model {name!r} has no version {version!r} (serving {serving})")
 
-    def index(self) -> list[dict]:
-        """Triton's repository index: every model with its state and, when unavailable, the reason."""
-        rows = [{"name": n, "version": m.version, "state": "READY"} for n, m in self.models.items()]
-        rows += [{"name": n, "state": "UNAVAILABLE", "reason": r} for n, r in self.failed.items()]
-        return sorted(rows, key=lambda r: r["name"])
+    def index(self, ready_only: bool = False) -> list[dict]:
+        """Triton's repository index: a row per served version (READY), per refused version and per
+        unreadable or unloaded model (UNAVAILABLE, with the reason)."""
+        rows = []
+        for name, state in sorted(self.states.items()):
+            rows += [{"name": name, "version": v, "state": "READY"} for v in sorted(state.versions, key=int)]
+            rows += [
+                {"name": name, "version": v, "state": "UNAVAILABLE", "reason": r}
+                for v, r in sorted(state.refused.items(), key=lambda item: int(item[0]))
+            ]
+            if state.error or state.unloaded or not (state.versions or state.refused):
+                rows.append({"name": name, "state": "UNAVAILABLE", "reason": state.error or state.reason})
+        return [r for r in rows if r["state"] == "READY"] if ready_only else rows
+
+
+def describe(name: str, state: ModelState | None) -> list[str]:
+    """Log lines for a model's new state."""
+    if state is None:
+        return [f"removed {name}"]
+    served = ", ".join(sorted(state.versions, key=int))
+    lines = [f"serving {name} version(s) {served}"] if state.versions else []
+    lines += [f"refused {name} version {v}: {r}" for v, r in state.refused.items()]
+    if state.error or not lines:
+        lines.append(f"refused {name}: {state.error or state.reason}")
+    return lines
+
+
+def signature(directory: Path) -> tuple | None:
+    """What a publication or an edit changes: the directory itself (a publication swaps it whole), its
+    manifest and config, and each version's model.onnx. None when the directory is gone."""
+    try:
+        top = os.stat(directory)
+    except FileNotFoundError:
+        return None
+    parts = [(top.st_ino, top.st_mtime_ns)]
+    for name in ("manifest.json", "config.pbtxt", *map(str, published_versions(directory))):
+        path = directory / name / "model.onnx" if name.isdigit() else directory / name
+        parts.append((name, identity(path)))
+    return tuple(parts)
+
+
+def identity(path: Path) -> tuple | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def published_versions(directory: Path) -> list[int]:
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    return sorted(int(e.name) for e in entries if e.name.isdigit() and os.path.isfile(f"{e.path}/model.onnx"))
+
+
+def read_policy(directory: Path) -> VersionPolicy:
+    try:
+        text = (directory / "config.pbtxt").read_text()
+    except FileNotFoundError:
+        return VersionPolicy()  # Triton's default: the latest version
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read config.pbtxt: {exc}") from None
+    return version_policy(text)
+
+
+def read_manifest(directory: Path) -> dict:
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise ModelLoadError("missing manifest.json") from None
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read manifest.json: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ModelLoadError(f"manifest.json is not valid: {exc!r}") from None
+    if not isinstance(manifest, dict):
+        raise ModelLoadError("manifest.json is not valid: not an object")
+    return manifest
+
+
+def version_key(directory: Path, manifest: dict, version: int) -> tuple:
+    try:
+        recorded = expected_sha256(manifest, version)
+    except ModelLoadError:
+        recorded = None
+    return version, recorded, identity(directory / str(version) / "model.onnx")

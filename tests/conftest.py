@@ -14,6 +14,9 @@ from pipeline.config import builtin_config, builtin_names
 from pipeline.run import compile_run, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
+# Servers that tests start from the command line take no fixed gRPC port (8001 may be taken on a shared
+# machine); the gRPC tests pass --grpc-port with a free one.
+os.environ["SERVE_GRPC_PORT"] = "0"
 
 
 def quiet(*args, **kwargs) -> None:

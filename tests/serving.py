@@ -23,6 +23,8 @@ def running(app: App, wait_ready: bool = True):
     """Serve `app` until the block ends; yields "127.0.0.1:port"."""
     port = free_port()
     app.config.port = port
+    if app.config.grpc_port:  # never the fixed default: other servers may hold it
+        app.config.grpc_port = free_port()
     server = build_server(app, loop="asyncio")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -174,11 +174,14 @@ def test_predict_cli_one_line_errors(repository, tmp_path):
 
 
 SERVE_WITHOUT_TORCH = """
-import json, sys, threading, time, urllib.request
-import uvicorn
+import json, socket, sys, threading, time, urllib.request
+import grpc, numpy as np, uvicorn
 from serve.app import App, ServerConfig
-from serve.predict import predict_csv
-app = App(ServerConfig(repository=sys.argv[1]), log=lambda line: None)
+from serve.grpc_messages import METHODS, SERVICE, ModelInferRequest, ModelInferResponse
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    grpc_port = s.getsockname()[1]
+app = App(ServerConfig(repository=sys.argv[1], grpc_port=grpc_port), log=lambda line: None)
 server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
 thread = threading.Thread(target=server.run, daemon=True)
 thread.start()
@@ -187,9 +190,16 @@ while not server.started or app.repository.loading:
 port = server.servers[0].sockets[0].getsockname()[1]
 body = json.dumps({"instances": [{"legs": 4}]}).encode()
 answer = urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/zoo-mammal:predict", body).read()
-training_side = ("torch", "onnx", "onnxscript", "pipeline", "export")
+request = ModelInferRequest(model_name="zoo-mammal")
+request.inputs.add(name="features", datatype="FP32", shape=[1, 16])
+request.raw_input_contents.append(np.zeros(16, np.float32).tobytes())
+with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+    infer = channel.unary_unary(f"/{SERVICE}/ModelInfer", ModelInferRequest.SerializeToString,
+                                ModelInferResponse.FromString)
+    label = np.frombuffer(infer(request, timeout=10).raw_output_contents[2], "<i8").tolist()
+training_side = ("torch", "onnx", "onnxscript", "pipeline", "export", "tritonclient", "pyarrow")
 leaked = sorted(m for m in sys.modules if m.split(".")[0] in training_side)
-print(json.dumps({"answer": json.loads(answer), "leaked": leaked}), flush=True)
+print(json.dumps({"answer": json.loads(answer), "label": label, "leaked": leaked}), flush=True)
 server.should_exit = True
 thread.join(10)  # shut down cleanly: a daemon thread inside onnxruntime at interpreter exit can crash it
 """
@@ -208,3 +218,4 @@ def test_serving_imports_no_torch(repository):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["leaked"] == []
     assert report["answer"]["predictions"][0]["label"] in ("mammal", "other")
+    assert report["label"] in ([0], [1])  # answered over gRPC too

@@ -52,7 +52,8 @@ def test_runtime_installs_without_the_training_extra():
         re.split(r"[<>=!;\[ ]", requirement, maxsplit=1)[0].lower().replace("-", "_") for requirement in base
     }
     assert not names & {"torch", "onnx", "onnxscript"}
-    provided = names | {"prometheus_client", "serve"}  # the distribution prometheus-client is imported so
+    import_names = {"grpcio": "grpc", "protobuf": "google"}  # distributions imported by another name
+    provided = {import_names.get(n, n) for n in names} | {"serve"}
     imported = set()
     for path in (ROOT / "serve").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -1,0 +1,87 @@
+"""ModelInfer over gRPC: a ModelInferRequest → the same checked InferRequest that HTTP's `decode_v2`
+makes, and results → ModelInferResponse bytes. The checks and their messages are serve/protocol.py's
+(input name, datatype, shape, rows, FP32 exactness, ±Inf, outputs), so the two transports refuse the same
+input with the same words.
+
+Values arrive as typed `contents` (fp32_contents, int64_contents, ... by Triton's datatype rule) or as
+little-endian bytes in `raw_input_contents` (what tritonclient sends). The answer comes in kind:
+`raw_output_contents` for a raw request (Triton's way, and the only one tritonclient reads), typed
+contents otherwise (readable by KServe's clients and by grpcurl-style tools).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from serve.errors import BadRequest
+from serve.grpc_messages import ModelInferResponse
+from serve.model import INPUT_NAME, Model
+from serve.protocol import V2_NUMPY, InferRequest, check_input, check_shape, select_outputs, to_float32
+
+CONTENTS = {  # datatype → the InferTensorContents field that carries it; FP16 has none (raw only)
+    "BOOL": "bool_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+}
+FIELD_DTYPES = {
+    "bool_contents": np.bool_,
+    "uint_contents": np.uint32,
+    "uint64_contents": np.uint64,
+    "int_contents": np.int32,
+    "int64_contents": np.int64,
+    "fp32_contents": np.float32,
+    "fp64_contents": np.float64,
+}
+
+
+def decode_infer(request, model: Model, max_rows: int) -> InferRequest:
+    tensor = request.inputs[0] if request.inputs else None
+    check_input([t.name for t in request.inputs], tensor.datatype if tensor else None, model)
+    datatype = tensor.datatype
+    rows, width = check_shape(list(tensor.shape), model, max_rows)
+    count = rows * width
+    raw = request.raw_input_contents
+    if raw:
+        if len(raw) != 1:
+            raise BadRequest(f"raw_input_contents has {len(raw)} entries for 1 input")
+        if tensor.HasField("contents"):
+            raise BadRequest(f"input {INPUT_NAME!r} has both contents and raw_input_contents")
+        dtype = np.dtype(V2_NUMPY[datatype]).newbyteorder("<")
+        if len(raw[0]) != count * dtype.itemsize:
+            raise BadRequest(
+                f"raw_input_contents holds {len(raw[0])} bytes; shape {[rows, width]} of {datatype} "
+                f"needs {count * dtype.itemsize}"
+            )
+        values = np.frombuffer(raw[0], dtype=dtype)
+    else:
+        field = CONTENTS.get(datatype)
+        if field is None:
+            raise BadRequest(f"{datatype} values must be sent in raw_input_contents")
+        data = getattr(tensor.contents, field)
+        if len(data) != count:
+            raise BadRequest(f"shape needs {count} values, data has {len(data)}")
+        values = np.fromiter(data, dtype=FIELD_DTYPES[field], count=count)
+    features = model.check_features(to_float32(values, datatype).reshape(rows, width))
+    outputs = select_outputs(model, [o.name for o in request.outputs])
+    return InferRequest(request.id or None, features, outputs, dict.fromkeys(outputs, bool(raw)))
+
+
+def encode_infer(model: Model, request: InferRequest, results: dict[str, np.ndarray]) -> bytes:
+    response = ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id or "")
+    for name in request.outputs:
+        value = np.ascontiguousarray(results[name])
+        datatype = model.outputs[name]["datatype"]
+        tensor = response.outputs.add(name=name, datatype=datatype, shape=value.shape)
+        if request.binary[name]:  # all outputs or none: tritonclient finds them by position
+            response.raw_output_contents.append(value.astype(value.dtype.newbyteorder("<")).tobytes())
+        else:
+            getattr(tensor.contents, CONTENTS[datatype]).extend(value.ravel().tolist())
+    return response.SerializeToString()
