@@ -24,7 +24,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "inference_requests",
-            "HTTP requests by model, endpoint and status",
+            "Requests by model, endpoint and status (gRPC calls by the HTTP status of their outcome)",
             ["model", "endpoint", "status"],
             registry=self.registry,
         )
