@@ -61,7 +61,7 @@ test-gpu: install
 
 # The reliability checks at full size (make test runs them at a CI-friendly size).
 fuzz: install
-	FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -s tests/test_hostile.py tests/test_faults.py -k "fuzz"
+	FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -s tests/test_hostile.py tests/test_grpc_hostile.py tests/test_faults.py -k "fuzz"
 
 soak: install
 	SOAK_SECONDS=60 FAULT_KILLS=20 $(PY) -m pytest -q -s tests/test_soak.py tests/test_faults.py -k "not fuzz"

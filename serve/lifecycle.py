@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from serve.errors import BadRequest, NotFound
-from serve.repository import MODEL_NAME, ModelState, Repository, describe, identity
+from serve.repository import ModelState, Repository, describe, identity, is_model_name
 
 CONTROL_TICK_S = 1.0  # how often workers look at the shared unloads when the poll is off
 
@@ -92,7 +92,7 @@ class Lifecycle:
     async def load(self, name: str) -> None:
         """(Re)read one model now; refuses with the reason when the policy's versions do not all load
         (what loaded, or was served before, keeps serving)."""
-        if not MODEL_NAME.fullmatch(name) or not (self.repository.path / name).is_dir():
+        if not is_model_name(name) or not (self.repository.path / name).is_dir():
             raise NotFound(f"no model directory {name!r} in the repository")
         if self.control_file:
             await self.blocking(self.share, name, False)
@@ -109,7 +109,7 @@ class Lifecycle:
 
     async def unload(self, name: str) -> None:
         """Stop serving `name` now; queued requests still finish. The poll leaves it until a load."""
-        state = self.repository.states.get(name) if MODEL_NAME.fullmatch(name) else None
+        state = self.repository.states.get(name) if is_model_name(name) else None
         if state is None:
             raise NotFound(f"unknown model {name!r}")
         if self.control_file:

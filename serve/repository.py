@@ -25,6 +25,11 @@ from serve.policy import PolicyError, VersionPolicy, version_policy
 MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
+def is_model_name(name: str) -> bool:
+    """A model directory's name: [A-Za-z0-9_.-]+, not hidden (staging directories, `.`, `..`)."""
+    return bool(MODEL_NAME.fullmatch(name)) and not name.startswith(".")
+
+
 @dataclass(frozen=True)
 class Served:
     """One loaded version and its batching queue."""
@@ -76,7 +81,7 @@ class Repository:
         return sorted(
             p.name
             for p in self.path.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and MODEL_NAME.fullmatch(p.name)
+            if p.is_dir() and is_model_name(p.name)
         )
 
     def changed(self) -> list[str]:
@@ -177,7 +182,7 @@ class Repository:
     def get(self, name: str, version: str | None = None) -> Served:
         """The served version (the default when None), or NotFound / Unavailable with the reason.
         Names are checked before anything else is looked at."""
-        if not MODEL_NAME.fullmatch(name):
+        if not is_model_name(name):
             raise NotFound(f"unknown model {name!r}")
         if self.loading:
             raise Unavailable("the server is still loading its models")

@@ -196,6 +196,12 @@ def test_explicit_unload_and_load_over_http_and_grpc(repo):
         with pytest.raises(InferenceServerException) as error:
             grpc_client.unload_model("../x")
         assert error.value.status() == "StatusCode.NOT_FOUND"
+        for name in ("..", ".", "%2E%2E", ".hidden"):  # never the repository's parent, never a staging dir
+            assert json_request(address, "POST", f"/v2/repository/models/{name}/load") == (
+                404,
+                {"error": f"no model directory {name.replace('%2E', '.')!r} in the repository"},
+            )
+        assert index_of(address) == [(MODEL, "2", "READY"), (MODEL, "3", "UNAVAILABLE")]
         with pytest.raises(InferenceServerException) as error:
             http.load_model(MODEL, config=json.dumps({"max_batch_size": 8}))
         assert error.value.message() == "model control parameters are not supported (got config)"
