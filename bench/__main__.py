@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SECTIONS = ("inprocess", "http", "training", "makeall")
+SECTIONS = ("inprocess", "http", "grpc", "training", "makeall")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     names = builtin_names()
     missing = [n for n in names if not (args.repository / n / "manifest.json").exists()]
-    if missing and {"inprocess", "http"} & set(sections):
+    if missing and {"inprocess", "http", "grpc"} & set(sections):
         print(
             f"error: {', '.join(missing)} not exported in {args.repository}: run `make all` first",
             file=sys.stderr,
@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
             from bench import serving
 
             results[section], text = serving.run(
+                args.repository, seconds=1.0 if args.quick else 10.0, rounds=1 if args.quick else 3
+            )
+        elif section == "grpc":
+            from bench import grpc_serving
+
+            results[section], text = grpc_serving.run(
                 args.repository, seconds=1.0 if args.quick else 10.0, rounds=1 if args.quick else 3
             )
         elif section == "training":

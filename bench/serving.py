@@ -59,6 +59,7 @@ def server(kind: str, repository: Path, *flags: str):
             str(repository),
             "--port",
             str(port),
+            *(() if "--grpc-port" in flags else ("--grpc-port", "0")),  # 8001 may be taken here
             *flags,
         ]
     else:

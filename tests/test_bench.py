@@ -40,3 +40,17 @@ def test_training_scale_case_runs():
 
     result, _ = training.scale_case(4096)
     assert result["ours_rows_per_s"] > 0 and result["sklearn_rows_per_s"] > 0
+
+
+def test_grpc_section_runs_with_zero_errors(repository):
+    from bench import grpc_serving
+
+    results, text = grpc_serving.run(repository, seconds=0.5, rounds=1, concurrencies=(8,))
+    runs = results["versus_reference"][8]
+    for name in ("ours grpc", "reference grpc", "ours http binary"):
+        assert runs[name]["requests"] > 0 and runs[name]["errors"] == 0, (name, runs[name])
+    updates = results["during_updates"]
+    assert updates["versions_published"] >= 1 and updates["updates"]["errors"] == 0
+    for count in (1, 2):
+        assert all(r["requests"] > 0 and r["errors"] == 0 for r in results["workers"][count].values())
+    assert "--workers 2 vs 1" in text
