@@ -11,9 +11,11 @@ MODEL_FLAGS := $(foreach m,$(subst $(comma), ,$(MODEL)),--model $(m))
 REPOSITORY ?= models
 HOST ?= 127.0.0.1
 PORT ?= 8000
+GRPC_PORT ?= 8001
+WORKERS ?= 1
 CSV ?=
 OUT ?=
-.PHONY: install all train export verify serve predict bench test test-gpu fuzz soak lint clean
+.PHONY: install all train export verify serve predict bench test test-gpu fuzz soak lint proto clean
 
 # Idempotent: the stamp is newer than pyproject.toml once everything is installed.
 install: $(VENV)/.installed
@@ -36,7 +38,8 @@ verify: install
 	$(PY) -m export verify --runs-dir $(RUNS) --repository $(REPOSITORY) $(MODEL_FLAGS)
 
 serve: install
-	$(PY) -m serve serve --repository $(REPOSITORY) --host $(HOST) --port $(PORT)
+	$(PY) -m serve serve --repository $(REPOSITORY) --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) \
+		--workers $(WORKERS)
 
 # make predict MODEL=auto-mpg CSV=cars.csv [OUT=predictions.csv]
 predict: install
@@ -69,6 +72,13 @@ soak: install
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+# After editing serve/proto/grpc_service.proto: rebuild the descriptor the runtime loads. grpcio-tools is
+# installed here only (<1.77: later releases need protobuf 7, tritonclient's generated code protobuf 6).
+proto: install
+	$(PY) -m pip install --quiet "grpcio-tools>=1.62,<1.77"
+	$(PY) -m grpc_tools.protoc -I serve/proto --descriptor_set_out=serve/proto/grpc_service.pb \
+		serve/proto/grpc_service.proto
 
 clean:
 	rm -rf $(RUNS) $(REPOSITORY) .pytest_cache .ruff_cache

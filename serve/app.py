@@ -59,6 +59,7 @@ class App:
         self.repository, self.metrics = self.dataplane.repository, self.dataplane.metrics
         self.grpc = None  # serve.grpc_server.GrpcServer while running, when config.grpc_port is set
         self.grpc_stopping: asyncio.Task | None = None
+        self.loader: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def load(self) -> None:
@@ -74,11 +75,14 @@ class App:
                     self.log(f"error: {exc}")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
-                threading.Thread(target=self.load, name="model-loader", daemon=True).start()
+                self.loader = threading.Thread(target=self.load, name="model-loader", daemon=True)
+                self.loader.start()
                 self.dataplane.lifecycle.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.begin_shutdown()
+                while self.loader is not None and self.loader.is_alive():  # never exit inside onnxruntime
+                    await asyncio.sleep(0.02)
                 await self.dataplane.lifecycle.stop()
                 if self.grpc_stopping is not None:
                     await self.grpc_stopping

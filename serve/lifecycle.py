@@ -48,6 +48,8 @@ class Lifecycle:
         for task in list(self.tasks):
             task.cancel()
         self.loader.shutdown(wait=False, cancel_futures=True)
+        # a load in progress finishes first: exiting while onnxruntime builds a session can abort
+        await asyncio.get_running_loop().run_in_executor(None, self.loader.shutdown)
 
     def spawn(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)

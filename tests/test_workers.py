@@ -183,3 +183,25 @@ def test_a_taken_port_fails_at_once(repository):
         )
     assert result.returncode == 2
     assert result.stderr == "error: cannot listen on 127.0.0.1: Address already in use\n"
+
+
+@pytest.mark.parametrize("taken", ["--port", "--grpc-port"])
+def test_one_process_with_a_taken_port_exits_2_and_says_so(repository, taken):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        ports = {"--port": str(free_port()), "--grpc-port": str(free_port()), taken: str(port)}
+        result = subprocess.run(
+            [sys.executable, "-m", "serve", "serve", "--repository", str(repository)]
+            + [part for flag, value in ports.items() for part in (flag, value)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    expected = (
+        "address already in use" if taken == "--port" else f"cannot listen on 127.0.0.1:{port} for gRPC"
+    )
+    assert expected in result.stderr
