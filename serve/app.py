@@ -77,13 +77,13 @@ class App:
                     return
                 self.loader = threading.Thread(target=self.load, name="model-loader", daemon=True)
                 self.loader.start()
-                self.dataplane.lifecycle.start()
+                self.dataplane.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.begin_shutdown()
                 while self.loader is not None and self.loader.is_alive():  # never exit inside onnxruntime
                     await asyncio.sleep(0.02)
-                await self.dataplane.lifecycle.stop()
+                await self.dataplane.stop()
                 if self.grpc_stopping is not None:
                     await self.grpc_stopping
                 await send({"type": "lifespan.shutdown.complete"})

@@ -6,6 +6,7 @@ serve/protocol.py) and map the named errors of serve/errors.py to their own stat
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from serve.config import ServerConfig
@@ -18,6 +19,7 @@ SERVER_NAME = "tabular-deploy"
 SERVER_VERSION = "0.1.0"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 PLATFORM = "onnxruntime_onnx"
+METRICS_REFRESH_S = 0.25
 
 
 class DataPlane:
@@ -26,6 +28,24 @@ class DataPlane:
         self.metrics = Metrics()
         self.repository = Repository(Path(config.repository), config.threads, config.batching, self.metrics)
         self.lifecycle = Lifecycle(self.repository, config.poll_s, log, config.control_file)
+        self.refresher: asyncio.Task | None = None
+
+    def start(self) -> None:
+        """Background work on the event loop: the repository poll and, with several workers, copying
+        this worker's queue lengths into the shared metrics a few times a second."""
+        self.lifecycle.start()
+        if self.metrics.multiprocess:
+            self.refresher = asyncio.create_task(self.refresh_metrics())
+
+    async def stop(self) -> None:
+        if self.refresher is not None:
+            self.refresher.cancel()
+        await self.lifecycle.stop()
+
+    async def refresh_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(METRICS_REFRESH_S)
+            self.metrics.refresh()
 
     def load(self) -> None:
         """Read the whole repository once (blocking; the server runs it on a thread at startup)."""

@@ -3,7 +3,8 @@
 With several worker processes (`--workers`), prometheus-client's multiprocess mode is on (the supervisor
 sets PROMETHEUS_MULTIPROC_DIR for them): every worker writes its values to files there, and whichever
 worker answers /metrics adds up all of them. Gauges that are read from a function at scrape time cannot
-work that way, so there each worker copies its queue lengths into its file a few times a second.
+work that way, so there each worker copies its queue lengths into its file a few times a second
+(serve/dataplane.py) and when it answers /metrics.
 """
 
 from __future__ import annotations

@@ -78,11 +78,7 @@ class Repository:
     def candidates(self) -> list[str]:
         if not self.path.is_dir():
             return []
-        return sorted(
-            p.name
-            for p in self.path.iterdir()
-            if p.is_dir() and is_model_name(p.name)
-        )
+        return sorted(p.name for p in self.path.iterdir() if p.is_dir() and is_model_name(p.name))
 
     def changed(self) -> list[str]:
         """Models whose directory appeared, changed or disappeared since it was last read."""

@@ -138,6 +138,7 @@ def test_workers_share_the_ports_metrics_updates_and_shutdown(workers):
         f'inference_requests_total{{endpoint="grpc_infer",model="{MODEL}",status="200"}} 1.0' in text.decode()
     )
     assert "server_ready 1.0" in text.decode()
+    assert f'inference_queue_requests{{model="{MODEL}"}} 0.0' in text.decode()  # both workers' queues, empty
 
     publish_version(repo, shifted(original, 10.0))  # each worker's own poll picks it up
     deadline = time.monotonic() + 15
