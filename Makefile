@@ -6,6 +6,11 @@ RUNS ?= runs
 MODEL ?=
 comma := ,
 MODEL_FLAGS := $(foreach m,$(subst $(comma), ,$(MODEL)),--model $(m))
+# Your own table: make all DATA=file.csv TARGET=column [ARGS="--epochs 50 ..."]
+DATA ?=
+TARGET ?=
+ARGS ?=
+TABLE_FLAGS := $(if $(DATA),--data $(DATA) --target $(TARGET),) $(ARGS)
 
 .DEFAULT_GOAL := all
 REPOSITORY ?= models
@@ -24,10 +29,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 all: install
-	$(PY) -m export all --runs-dir $(RUNS) --repository $(REPOSITORY) $(MODEL_FLAGS)
+	$(PY) -m export all --runs-dir $(RUNS) --repository $(REPOSITORY) $(MODEL_FLAGS) $(TABLE_FLAGS)
 
 train: install
-	$(PY) -m pipeline train --runs-dir $(RUNS) $(MODEL_FLAGS)
+	$(PY) -m pipeline train --runs-dir $(RUNS) $(MODEL_FLAGS) $(TABLE_FLAGS)
 
 export: install
 	$(PY) -m export export --runs-dir $(RUNS) --repository $(REPOSITORY) $(MODEL_FLAGS)

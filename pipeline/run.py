@@ -21,7 +21,7 @@ from pipeline.files import publish_dir, staging_dir
 from pipeline.models import ModelSpec, TabularModel
 from pipeline.report import plot_curves, read_json, write_json
 from pipeline.tasks import TASKS
-from pipeline.train import evaluate, fit
+from pipeline.train import evaluate, fit, validation_chunks
 
 HELD_OUT_ROWS = 1024  # test rows kept in the checkpoint for parity checks later
 
@@ -29,9 +29,10 @@ HELD_OUT_ROWS = 1024  # test rows kept in the checkpoint for parity checks later
 def train_run(config: RunConfig, runs_dir: Path, progress: bool = True, log=print) -> dict:
     """Train one model and publish its run directory; returns the report."""
     config.validate()
-    log(f"{config.name}: {config.task} on {Path(config.csv).name} → {config.target}")
+    log(f"{config.name}: {config.task or 'task to infer'} on {Path(config.data).name} → {config.target}")
     log(describe(config))
     dataset = load_dataset(config, log)
+    config = dataclasses.replace(config, task=dataset.task)  # the run records the inferred task
     task = TASKS[config.task]
     mean, std = dataset.target_scale() if not task.is_classifier else (0.0, 1.0)
     spec = ModelSpec(
@@ -54,13 +55,13 @@ def train_run(config: RunConfig, runs_dir: Path, progress: bool = True, log=prin
         raise PipelineError(
             f"{config.name}: training diverged in the first epoch; lower `lr` (now {config.lr})"
         )
-    test = dataset.splits["test"]
-    metrics = evaluate(model, dataset.x[test], dataset.y[test], dataset.class_names)
+    metrics = evaluate(model, validation_chunks(dataset, "test"), dataset.class_names)
     report = {
         "name": config.name,
         "task": config.task,
         "config": dataclasses.asdict(config),
-        "rows": {split: len(idx) for split, idx in dataset.splits.items()},
+        "rows": dict(dataset.rows),
+        "streamed": dataset.streamed,
         "dropped_rows": dataset.dropped,
         "train_seconds": seconds,
         "epochs_run": len(history.train_loss),
@@ -70,7 +71,7 @@ def train_run(config: RunConfig, runs_dir: Path, progress: bool = True, log=prin
         "class_names": dataset.class_names,
         "target_names": dataset.target_names,
     }
-    held_out = torch.from_numpy(dataset.x[test][:HELD_OUT_ROWS].copy())
+    held_out = torch.from_numpy(dataset.held_out(HELD_OUT_ROWS))
     run_dir = runs_dir / config.name
     staged = staging_dir(run_dir)
     try:

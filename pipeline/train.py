@@ -1,23 +1,26 @@
 """The SGD training loop: `train_one_epoch`, `evaluate`, `fit` with early stopping on validation loss.
 
-Preprocessing has no trainable parameters, so each split is encoded once up front; a training step is an
-index slice of tensors already in memory, the MLP, the loss on the logits, and one SGD step.
+Preprocessing has no trainable parameters, so rows are encoded before they reach the MLP (once for a
+table in memory, per buffer for a streamed one: see `pipeline.batches`); a step is the MLP, the loss on
+the logits and one SGD step. Validation and test metrics accumulate over batches.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from pipeline.batches import MemoryBatches, StreamBatches, read_ahead
 from pipeline.config import RunConfig
-from pipeline.data import Dataset
+from pipeline.data import Dataset, StreamingDataset, memory_budget
 from pipeline.models import TabularModel
+from pipeline.progress import Progress
 from pipeline.tasks import TASKS
 
 
@@ -34,38 +37,41 @@ class History:
 
 def train_one_epoch(
     mlp: nn.Module,
-    encoded: torch.Tensor,
-    target: torch.Tensor,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     loss_fn: nn.Module,
     optimizer: torch.optim.Optimizer,
-    batch_size: int,
-    generator: torch.Generator,
 ) -> float:
-    """One pass over the (encoded) training rows in a seeded random order; returns the mean loss."""
+    """One pass over (encoded rows, loss target) mini-batches; returns the mean loss."""
     mlp.train()
-    order = torch.randperm(len(encoded), generator=generator)
-    total = torch.zeros(())
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
+    total, rows = torch.zeros(()), 0
+    for encoded, target in batches:
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(mlp(encoded[batch]), target[batch])
+        loss = loss_fn(mlp(encoded), target)
         loss.backward()
         optimizer.step()
-        total += loss.detach() * len(batch)
-    return total.item() / len(order)
+        total += loss.detach() * len(encoded)
+        rows += len(encoded)
+    return total.item() / max(rows, 1)
 
 
 @torch.no_grad()
-def evaluate(model: TabularModel, features: np.ndarray, y: np.ndarray, class_names: list[str]) -> dict:
-    """Loss (on logits, as in training) and the task's metrics on raw rows."""
+def evaluate(
+    model: TabularModel, chunks: Iterable[tuple[np.ndarray, np.ndarray]], class_names: list[str]
+) -> dict:
+    """Loss (on logits, as in training) and the task's metrics over raw (x, y) chunks."""
     model.eval()
     task = TASKS[model.spec.task]
     mean, std = scale_of(model)
-    logits = model.mlp(model.preprocess(torch.from_numpy(features)))
-    loss = task.make_loss()(logits, task.loss_target(torch.from_numpy(y), mean, std)).item()
-    outputs = dict(zip(task.output_names, model.head(logits)))
-    decision = outputs[task.decision].numpy().reshape(len(y), -1)[:, 0] if len(y) else np.array([])
-    return {"loss": loss, **task.metrics(y, decision, class_names)}
+    loss_fn = task.make_loss(reduction="sum")
+    metrics = task.metrics(class_names)
+    loss, rows = 0.0, 0
+    for x, y in chunks:
+        logits = model.mlp(model.preprocess(torch.from_numpy(x)))
+        loss += loss_fn(logits, task.loss_target(torch.from_numpy(y), mean, std)).item()
+        outputs = dict(zip(task.output_names, model.head(logits)))
+        metrics.update(y, outputs[task.decision].numpy().reshape(len(y), -1)[:, 0])
+        rows += len(y)
+    return {"loss": loss / max(rows, 1), **metrics.result()}
 
 
 def scale_of(model: TabularModel) -> tuple[float, float]:
@@ -73,38 +79,54 @@ def scale_of(model: TabularModel) -> tuple[float, float]:
     return (spec.target_mean or [0.0])[0], (spec.target_std or [1.0])[0]
 
 
-def fit(model: TabularModel, dataset: Dataset, config: RunConfig, progress: bool = True) -> History:
+def training_batches(
+    model: TabularModel, dataset: Dataset | StreamingDataset, config: RunConfig, generator
+) -> MemoryBatches | StreamBatches:
+    task = TASKS[model.spec.task]
+    mean, std = scale_of(model)
+
+    def encode(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            return model.preprocess(torch.from_numpy(x)), task.loss_target(torch.from_numpy(y), mean, std)
+
+    if not dataset.streamed:
+        train = dataset.splits["train"]
+        encoded, target = encode(dataset.x[train], dataset.y[train])
+        return MemoryBatches(encoded, target, config.batch_size, generator)
+    row_bytes = 4 * (len(dataset.features) + model.preprocess.n_encoded)
+    buffer_rows = min(
+        max(memory_budget(config.memory_budget) // (8 * row_bytes), 4 * config.batch_size), 1 << 20
+    )
+    return StreamBatches(lambda: dataset.chunks("train"), encode, config.batch_size, config.seed, buffer_rows)
+
+
+def validation_chunks(dataset: Dataset | StreamingDataset, split: str = "val"):
+    return read_ahead(iter(dataset.chunks(split))) if dataset.streamed else dataset.chunks(split)
+
+
+def fit(
+    model: TabularModel, dataset: Dataset | StreamingDataset, config: RunConfig, progress: bool = True
+) -> History:
     """SGD with early stopping: stops after `patience` epochs without a better validation loss and
     restores the best weights."""
     task = TASKS[model.spec.task]
-    mean, std = scale_of(model)
-    train, val = dataset.splits["train"], dataset.splits["val"]
-    with torch.no_grad():
-        encoded = model.preprocess(torch.from_numpy(dataset.x[train]))
-    target = task.loss_target(torch.from_numpy(dataset.y[train]), mean, std)
     loss_fn = task.make_loss()
     optimizer = torch.optim.SGD(
         model.mlp.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
     generator = torch.Generator().manual_seed(config.seed)
+    batches = training_batches(model, dataset, config, generator)
 
     history, best_loss, best_state = History(), math.inf, copy.deepcopy(model.state_dict())
-    bar = tqdm(
-        range(1, config.epochs + 1),
-        desc=f"train {config.name}",
-        unit="epoch",
-        disable=not progress,
-        leave=False,
-    )
-    for epoch in bar:
-        train_loss = train_one_epoch(
-            model.mlp, encoded, target, loss_fn, optimizer, config.batch_size, generator
-        )
-        scores = evaluate(model, dataset.x[val], dataset.y[val], dataset.class_names)
+    bar = Progress(f"train {config.name}", config.epochs, enabled=progress)
+    for epoch in range(1, config.epochs + 1):
+        train_loss = train_one_epoch(model.mlp, batches.epoch(epoch), loss_fn, optimizer)
+        scores = evaluate(model, validation_chunks(dataset), dataset.class_names)
         history.train_loss.append(train_loss)
         history.val_loss.append(scores["loss"])
         history.val_metric.append(scores[task.main_metric])
-        bar.set_postfix(
+        bar.update(
+            epoch,
             loss=f"{train_loss:.4f}",
             val_loss=f"{scores['loss']:.4f}",
             **{f"val_{task.main_metric}": f"{scores[task.main_metric]:.4f}"},

@@ -117,7 +117,7 @@ def test_fuzzed_tables_train_or_stop_with_one_clear_error(tmp_path_factory, cont
     runs = folder / "runs"
     config = RunConfig(
         name="fuzz",
-        csv=str(folder / "t.csv"),
+        data=str(folder / "t.csv"),
         target="y",
         task=task,
         categorical=categorical,

@@ -134,7 +134,7 @@ def test_empty_repository_is_never_ready(tmp_path):
 
 
 def test_predict_csv_streams_in_chunks_and_matches_in_process(repository, tmp_path):
-    source = builtin_config("auto-mpg").csv
+    source = builtin_config("auto-mpg").data
     out = tmp_path / "predictions.csv"
     count = predict_csv(repository / "auto-mpg", source, out, keep=["car_name"], chunk_rows=7)
     assert count == 398
