@@ -1,7 +1,8 @@
 """Mini-batches for the SGD loop, from a table in memory or streamed.
 
-In memory, the training rows are encoded (preprocessed) once; each epoch draws a seeded permutation and
-gathers it chunk by chunk into contiguous memory, so a step is a slice (a view), not a gather.
+In memory, each epoch draws a seeded permutation of the training rows and gathers it chunk by chunk into
+contiguous memory, encoding (preprocessing) each chunk as it goes, so a step is a slice (a view), not a
+gather, and no one-hot copy of the whole table ever exists.
 Streamed, record batches are read and encoded on a background thread, mixed in a seeded shuffle buffer
 and handed over a short queue, so parsing overlaps the SGD steps and memory stays bounded.
 """
@@ -19,16 +20,24 @@ GATHER_ROWS = 1 << 16  # rows gathered into contiguous memory at a time (in-memo
 
 
 class MemoryBatches:
-    def __init__(self, encoded: torch.Tensor, target: torch.Tensor, batch_size: int, generator):
-        self.encoded, self.target = encoded, target
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        rows: np.ndarray,
+        encode: Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, torch.Tensor]],
+        batch_size: int,
+        generator: torch.Generator,
+    ):
+        self.x, self.y, self.rows, self.encode = x, y, rows, encode  # rows: the training rows of x
         self.batch_size, self.generator = batch_size, generator
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self.encoded), generator=self.generator)
+        order = self.rows[torch.randperm(len(self.rows), generator=self.generator).numpy()]
         step = max(GATHER_ROWS // self.batch_size, 1) * self.batch_size
         for start in range(0, len(order), step):
             rows = order[start : start + step]
-            encoded, target = self.encoded.index_select(0, rows), self.target.index_select(0, rows)
+            encoded, target = self.encode(self.x[rows], self.y[rows])
             for begin in range(0, len(rows), self.batch_size):
                 yield encoded[begin : begin + self.batch_size], target[begin : begin + self.batch_size]
 

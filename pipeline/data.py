@@ -13,7 +13,6 @@ Two ways through, one encoding (`pipeline.encoding`):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from pipeline.batches import read_ahead
 from pipeline.config import RunConfig
 from pipeline.encoding import (
     DROPPED,
@@ -30,6 +30,7 @@ from pipeline.encoding import (
     RawChunk,
     Statistics,
     TargetSpec,
+    category_codes,
     encode,
     encode_target,
     features_from,
@@ -37,6 +38,7 @@ from pipeline.encoding import (
     prepare,
 )
 from pipeline.errors import PipelineError
+from pipeline.memory import map_large_buffers, memory_budget, release_free_memory
 from pipeline.sources import open_table
 from pipeline.tasks import TASKS
 
@@ -126,7 +128,7 @@ class StreamingDataset:
         for raw, splits in self.raw_chunks():
             rows = splits == code
             if rows.any():
-                x, y = encode(raw, self.features, self.target, self.columns)
+                x, y = encode(raw, self.features, self.target)
                 part = (x[rows], y[rows])
                 if keep:
                     kept.append(part)
@@ -162,19 +164,6 @@ def streamed_split(raw: RawChunk, seed: int, fractions: tuple[float, float]) -> 
     split = position_split(raw.positions, seed, *fractions)
     split[np.asarray(raw.target.is_null())] = DROPPED
     return split
-
-
-def memory_budget(text: str) -> int:
-    """Bytes: "auto" (a quarter of the machine's memory), or a size such as 512MB, 2G, 1000000."""
-    if text == "auto":
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    value = text.strip().upper().removesuffix("B").removesuffix("I")
-    number, unit = value.rstrip("KMGT"), value[len(value.rstrip("KMGT")) :]
-    try:
-        return int(float(number) * units[unit])
-    except (ValueError, KeyError):
-        raise PipelineError(f"memory_budget {text!r} must be 'auto' or a size like 512MB or 2GB") from None
 
 
 class OverBudget(Exception):
@@ -325,11 +314,14 @@ def load_dataset(config: RunConfig, log=print) -> Dataset | StreamingDataset:
     table = open_table(config.data, config.delimiter)
     columns = plan_columns(table, config, log)
     budget = memory_budget(config.memory_budget)
+    map_large_buffers()
     try:
-        return load_in_memory(table, columns, config, budget, log)
+        dataset = load_in_memory(table, columns, config, budget, log)
     except OverBudget:
         log(f"{table.describe()} is larger than the memory budget ({budget / 2**20:,.0f} MB): streaming it")
-    return load_streamed(table, columns, config, budget, log)
+        dataset = load_streamed(table, columns, config, budget, log)
+    release_free_memory()
+    return dataset
 
 
 def row_bytes(columns: Columns) -> int:
@@ -340,55 +332,63 @@ def row_bytes(columns: Columns) -> int:
 def load_in_memory(table, columns: Columns, config: RunConfig, budget: int, log) -> Dataset:
     raws, rows = [], 0
     limit = budget // row_bytes(columns)
-    for chunk in table.chunks(columns.numeric, [*sorted(columns.categorical), columns.target]):
-        raws.append(prepare(chunk, columns))
+    for chunk in read_ahead(table.chunks(columns.numeric, [*sorted(columns.categorical), columns.target])):
+        raws.append(prepare(chunk, columns))  # parsing the next batch overlaps this
         rows += len(raws[-1])
         if rows > limit:
             raise OverBudget()
-    raw = concatenate(raws)  # one batch: the statistics do not depend on how the reading was cut
-    del raws
+    if not raws:
+        raise PipelineError(f"{table.describe()} has no data rows")
     stats = Statistics.empty(columns)
-    stats.scan_target(raw.target, train=None)
+    values = pa.concat_arrays([raw.target for raw in raws])
+    stats.scan_target(values, train=None)
     task = resolve_task(config, stats, log)
     target, class_names = target_spec(config, task, stats)
     if stats.dropped:
         log(f"dropped {stats.dropped} row(s) with a missing {config.target!r}")
     if stats.dropped == rows:
         raise PipelineError(f"target column {config.target!r} has no values")
-    kept = ~np.asarray(raw.target.is_null())
-    y = encode_target(raw, target)[kept]
+    kept = ~values.is_null().to_numpy(zero_copy_only=False)
+    y = encode_target(values, target, config.target, locator(raws))[kept]
     splits = split_rows(len(y), config, strata=y if target.classifier else None, class_names=class_names)
-    split = np.full(len(raw), DROPPED, dtype=np.int8)
+    split = np.full(rows, DROPPED, dtype=np.int8)
     codes = split[kept]
     for name, index in splits.items():
         codes[index] = SPLIT_CODES[name]
     split[kept] = codes
-    stats.scan(raw, columns, split)
+    # The feature matrix is filled batch by batch; its statistics are taken over fixed blocks of it, so
+    # they do not depend on how the reading was cut (a CSV and a Parquet file give the same model).
+    numeric = [j for j, name in enumerate(columns.features) if name not in columns.categorical]
+    x = np.empty((rows, len(columns.features)), dtype=np.float32)
+    start = 0
+    for raw in raws:
+        x[start : start + len(raw), numeric] = raw.numbers
+        start += len(raw)
+    categories = {
+        name: pa.concat_arrays([raw.categories[name] for raw in raws]) for name in columns.categorical
+    }
+    del raws
+    stats.scan(x, categories, split, numeric_columns=numeric)
     features = features_from(stats, columns, config.max_categories, log)
-    x = encode(raw, features, target, columns)[0][kept]
+    for j, feature in enumerate(features):
+        if feature.kind == "categorical":
+            x[:, j] = category_codes(categories[feature.name], feature)
+    if not kept.all():
+        x = x[kept]
     target_names = [] if target.classifier else [config.target]
     return Dataset(features, x, y, class_names, target_names, splits, stats.dropped, task)
 
 
-def concatenate(raws: list[RawChunk]) -> RawChunk:
-    if len(raws) == 1:
-        return raws[0]
-    if not raws:
-        raise PipelineError("the table has no data rows")
+def locator(raws: list[RawChunk]):
+    """`locate` over several batches, as if they were one."""
     starts = np.cumsum([0] + [len(r) for r in raws])
+    locates = [r.locate for r in raws]
 
     def locate(i: int) -> str:
         k = int(np.searchsorted(starts, i, side="right")) - 1
-        return raws[k].locate(i - int(starts[k]))
+        return locates[k](i - int(starts[k]))
 
-    return RawChunk(
-        np.concatenate([r.numbers for r in raws]),
-        {name: pa.concat_arrays([r.categories[name] for r in raws]) for name in raws[0].categories},
-        pa.concat_arrays([r.target for r in raws]),
-        np.concatenate([r.positions for r in raws]),
-        locate,
-        raws[0].target_name,
-    )
+    return locate
 
 
 def load_streamed(table, columns: Columns, config: RunConfig, budget: int, log) -> StreamingDataset:
@@ -397,7 +397,7 @@ def load_streamed(table, columns: Columns, config: RunConfig, budget: int, log) 
     for chunk in table.chunks(columns.numeric, [*sorted(columns.categorical), columns.target]):
         raw = prepare(chunk, columns)
         split = streamed_split(raw, config.seed, fractions)
-        stats.scan(raw, columns, split)
+        stats.scan(raw.numbers, raw.categories, split)
         stats.scan_target(raw.target, train=split == SPLIT_CODES["train"])
     task = resolve_task(config, stats, log)
     target, class_names = target_spec(config, task, stats)

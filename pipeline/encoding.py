@@ -5,7 +5,8 @@ Every row goes the same way whether the table is cached in memory or streamed: `
 batch into a `RawChunk` (numbers as float32 with NaN for missing, categories and target still text),
 `Statistics.scan` accumulates training-row statistics (means and variances in float64, category and
 class counts, missing counts) mergeable across batches and processes, `features_from` turns them into the
-feature spec, and `encode` gives the float32 matrix the model takes (category codes) and the targets.
+feature spec, `encode_rows` gives the float32 matrix the model takes (category codes) and
+`encode_target` the targets.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pipeline.sources import NUMBER, Chunk
 
 MAX_TEXT_CLASSES = 10_000  # a text target with more distinct values is not a classification target
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+BLOCK_ROWS = 1 << 16  # rows per block of statistics (and of the in-memory encoding)
 DROPPED = 3  # split code of a row without a target value
 
 
@@ -71,19 +73,19 @@ class RawChunk:
 
 def prepare(chunk: Chunk, columns: Columns) -> RawChunk:
     numeric = columns.numeric
-    numbers = np.empty((chunk.rows, len(numeric)), dtype=np.float32)
-    for j, name in enumerate(numeric):
-        values = chunk.columns[name].to_numpy(zero_copy_only=False)  # float64, NaN for null
-        infinite = np.isinf(values)
-        if infinite.any():
-            i = int(np.flatnonzero(infinite)[0])
-            raise PipelineError(f"column {name!r} {chunk.locate(i)}: '{values[i]:g}' is not a finite number")
-        with np.errstate(over="ignore"):
-            numbers[:, j] = values
-    too_big = np.isinf(numbers)  # finite in float64, beyond float32
-    if too_big.any():
-        i, j = (int(v[0]) for v in np.nonzero(too_big))
-        raise PipelineError(f"column {numeric[j]!r} {chunk.locate(i)}: the value is beyond the float32 range")
+    numbers = np.empty((len(numeric), chunk.rows), dtype=np.float32).T  # column-major: cheap column writes
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused below
+        for j, name in enumerate(numeric):
+            numbers[:, j] = chunk.columns[name].to_numpy(zero_copy_only=False)
+    infinite = np.isinf(numbers)
+    if infinite.any():
+        i, j = (int(v[0]) for v in np.nonzero(infinite))
+        value = chunk.columns[numeric[j]][i].as_py()
+        if math.isinf(value):
+            raise PipelineError(
+                f"column {numeric[j]!r} {chunk.locate(i)}: '{value:g}' is not a finite number"
+            )
+        raise PipelineError(f"column {numeric[j]!r} {chunk.locate(i)}: {value:g} is beyond the float32 range")
     categories = {name: chunk.columns[name] for name in columns.categorical}
     positions = np.arange(chunk.start, chunk.start + chunk.rows, dtype=np.int64)
     target = chunk.columns[columns.target]
@@ -110,13 +112,20 @@ class Moments:
 
     @classmethod
     def of(cls, values: np.ndarray) -> Moments:
-        """Moments of the non-NaN values of each column of `values` (rows, n), in float64."""
-        values = values.astype(np.float64)
-        count = (~np.isnan(values)).sum(0).astype(np.float64)
-        total = np.nansum(values, axis=0)
-        mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-        m2 = np.nansum((values - mean) ** 2, axis=0)
-        return cls(count, mean, m2)
+        """Moments of the non-NaN values of each column of `values` (rows, n), in float64, two passes
+        per block of rows (so no cancellation, and bounded temporaries)."""
+        total = cls.empty(values.shape[1])
+        for start in range(0, len(values), BLOCK_ROWS):
+            block = values[start : start + BLOCK_ROWS].astype(np.float64)
+            missing = np.isnan(block)
+            block[missing] = 0.0
+            count = len(block) - missing.sum(0).astype(np.float64)
+            mean = np.divide(block.sum(0), count, out=np.zeros(len(count)), where=count > 0)
+            block -= mean
+            block[missing] = 0.0
+            np.square(block, out=block)
+            total.merge(cls(count, mean, block.sum(0)))
+        return total
 
     def merge(self, other: Moments) -> None:
         count = self.count + other.count
@@ -138,7 +147,8 @@ class Statistics:
     numeric_seen: np.ndarray  # non-missing values per numeric feature, all rows
     categories: dict[str, Counter]  # categorical feature → training-row value counts
     categories_seen: dict[str, int]  # categorical feature → non-missing values, all rows
-    missing: dict[str, int]  # feature → missing values in training rows
+    numeric_missing: np.ndarray  # missing values per numeric feature, training rows
+    categories_missing: dict[str, int]  # categorical feature → missing values, training rows
     classes: Counter  # target value → count over all rows with a target (capped, see `many_classes`)
     many_classes: bool = False
     target: Moments = field(default_factory=lambda: Moments.empty(1))  # numeric target, training rows
@@ -155,25 +165,34 @@ class Statistics:
             np.zeros(n, dtype=np.int64),
             {c: Counter() for c in categorical},
             dict.fromkeys(categorical, 0),
-            dict.fromkeys(columns.features, 0),
+            np.zeros(n, dtype=np.int64),
+            dict.fromkeys(categorical, 0),
             Counter(),
         )
 
-    def scan(self, raw: RawChunk, columns: Columns, split: np.ndarray) -> None:
-        """Add the features of one batch; `split` holds each row's split code (or DROPPED)."""
+    def scan(
+        self, numbers: np.ndarray, categories: dict[str, pa.Array], split: np.ndarray, numeric_columns=None
+    ) -> None:
+        """Add a batch of rows: `numbers` (rows, n) or, with `numeric_columns`, those columns of it;
+        `categories` their text; `split` each row's split code (or DROPPED)."""
         train = split == SPLIT_CODES["train"]
         for name, code in SPLIT_CODES.items():
             self.rows[name] += int((split == code).sum())
-        self.numeric.merge(Moments.of(raw.numbers[train]))
-        self.numeric_seen += (~np.isnan(raw.numbers)).sum(0)
-        for j, name in enumerate(columns.numeric):
-            self.missing[name] += int(np.isnan(raw.numbers[train, j]).sum())
+        for start in range(0, len(numbers), BLOCK_ROWS):
+            block = numbers[start : start + BLOCK_ROWS]
+            if numeric_columns is not None:
+                block = block[:, numeric_columns]
+            rows = train[start : start + BLOCK_ROWS]
+            missing = np.isnan(block)
+            self.numeric_seen += len(block) - missing.sum(0)
+            self.numeric_missing += missing[rows].sum(0)
+            self.numeric.merge(Moments.of(block[rows]))
         mask = pa.array(train)
-        for name, values in raw.categories.items():
+        for name, values in categories.items():
             in_train = values.filter(mask)
             self.categories[name].update(counts_of(in_train))
             self.categories_seen[name] += len(values) - values.null_count
-            self.missing[name] += in_train.null_count
+            self.categories_missing[name] += in_train.null_count
 
     def scan_target(self, target: pa.Array, train: np.ndarray | None) -> None:
         """Class counts and whether every value is a number (all rows with a target); the numeric
@@ -189,7 +208,7 @@ class Statistics:
             numbers = pc.match_substring_regex(pc.utf8_lower(present), NUMBER)
             self.target_numeric = pc.all(numbers).as_py()
         if self.target_numeric and train is not None:
-            values = pc.cast(target.filter(pa.array(train)).drop_null(), pa.float64()).to_numpy()
+            values = pc.cast(target.filter(pa.array(train)).drop_null(), pa.float64()).to_numpy(False)
             self.target.merge(Moments.of(values.reshape(-1, 1)))
 
     def merge(self, other: Statistics) -> None:
@@ -199,8 +218,9 @@ class Statistics:
         for name, counts in other.categories.items():
             self.categories[name].update(counts)
             self.categories_seen[name] += other.categories_seen[name]
-        for name, count in other.missing.items():
-            self.missing[name] += count
+        self.numeric_missing += other.numeric_missing
+        for name, count in other.categories_missing.items():
+            self.categories_missing[name] += count
         self.many_classes = self.many_classes or other.many_classes
         self.classes = Counter() if self.many_classes else self.classes + other.classes
         self.target.merge(other.target)
@@ -231,7 +251,7 @@ def features_from(stats: Statistics, columns: Columns, max_categories: int, log=
                 raise PipelineError(f"column {name!r} has no values in the training split")
             spread = float(std[j]) or 1.0
             features.append(
-                Feature(name, "numeric", float(stats.numeric.mean[j]), spread, stats.missing[name])
+                Feature(name, "numeric", float(stats.numeric.mean[j]), spread, int(stats.numeric_missing[j]))
             )
             continue
         counts = stats.categories[name]
@@ -255,7 +275,13 @@ def features_from(stats: Statistics, columns: Columns, max_categories: int, log=
             labels = sorted(kept)
             categories = [float(k) for k in range(len(labels))]
         features.append(
-            Feature(name, "categorical", missing=stats.missing[name], categories=categories, labels=labels)
+            Feature(
+                name,
+                "categorical",
+                missing=stats.categories_missing[name],
+                categories=categories,
+                labels=labels,
+            )
         )
     return features
 
@@ -269,17 +295,26 @@ class TargetSpec:
     positive: str = ""  # binary with an explicit positive value: y = (value == positive)
 
 
-def encode(raw: RawChunk, features: list[Feature], target: TargetSpec, columns: Columns):
-    """(x, y): (rows, n_features) float32 raw codes with NaN for missing, and int64 class indices or
-    float64 values (NaN where the target is missing)."""
-    x = np.empty((len(raw), len(features)), dtype=np.float32)
-    numeric = {name: j for j, name in enumerate(columns.numeric)}
+def encode_rows(numbers: np.ndarray, categories: dict[str, pa.Array], features: list[Feature]) -> np.ndarray:
+    """(rows, n_features) float32 raw codes, NaN for missing: the numeric features are the columns of
+    `numbers` in order, the categorical ones are coded from their text."""
+    x = np.empty((len(numbers), len(features)), dtype=np.float32)
+    numeric = [j for j, f in enumerate(features) if f.kind == "numeric"]
+    if numeric == list(range(len(numeric))):
+        x[:, : len(numeric)] = numbers
+    else:
+        x[:, numeric] = numbers
     for j, feature in enumerate(features):
-        if feature.kind == "numeric":
-            x[:, j] = raw.numbers[:, numeric[feature.name]]
-        else:
-            x[:, j] = category_codes(raw.categories[feature.name], feature)
-    return x, encode_target(raw, target)
+        if feature.kind == "categorical":
+            x[:, j] = category_codes(categories[feature.name], feature)
+    return x
+
+
+def encode(raw: RawChunk, features: list[Feature], target: TargetSpec):
+    """(x, y) of a batch: see `encode_rows` and `encode_target`."""
+    return encode_rows(raw.numbers, raw.categories, features), encode_target(
+        raw.target, target, raw.target_name, raw.locate
+    )
 
 
 def category_codes(values: pa.Array, feature: Feature) -> np.ndarray:
@@ -291,22 +326,21 @@ def category_codes(values: pa.Array, feature: Feature) -> np.ndarray:
     return pc.cast(index, pa.float64()).to_numpy(zero_copy_only=False)
 
 
-def encode_target(raw: RawChunk, target: TargetSpec) -> np.ndarray:
-    values = raw.target
+def encode_target(
+    values: pa.Array, target: TargetSpec, name: str, locate: Callable[[int], str]
+) -> np.ndarray:
+    """int64 class indices (-1 where missing), or float64 values (NaN where missing)."""
     if not target.classifier:
         numbers = pc.fill_null(pc.match_substring_regex(pc.utf8_lower(values), NUMBER), True)
         bad = np.flatnonzero(~numbers.to_numpy(zero_copy_only=False))
         if bad.size:
             i = int(bad[0])
-            text = values[i].as_py()
-            raise PipelineError(f"column {raw.target_name!r} {raw.locate(i)}: {text!r} is not a number")
-        y = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)  # NaN where missing
+            raise PipelineError(f"column {name!r} {locate(i)}: {values[i].as_py()!r} is not a number")
+        y = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
         infinite = np.flatnonzero(np.isinf(y))
         if infinite.size:
             i = int(infinite[0])
-            raise PipelineError(
-                f"column {raw.target_name!r} {raw.locate(i)}: '{y[i]:g}' is not a finite number"
-            )
+            raise PipelineError(f"column {name!r} {locate(i)}: '{y[i]:g}' is not a finite number")
         return y
     if target.positive:
         y = pc.fill_null(pc.equal(values, target.positive), False).to_numpy(zero_copy_only=False)

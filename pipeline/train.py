@@ -18,7 +18,8 @@ from torch import nn
 
 from pipeline.batches import MemoryBatches, StreamBatches, read_ahead
 from pipeline.config import RunConfig
-from pipeline.data import Dataset, StreamingDataset, memory_budget
+from pipeline.data import Dataset, StreamingDataset
+from pipeline.memory import memory_budget
 from pipeline.models import TabularModel
 from pipeline.progress import Progress
 from pipeline.tasks import TASKS
@@ -91,8 +92,7 @@ def training_batches(
 
     if not dataset.streamed:
         train = dataset.splits["train"]
-        encoded, target = encode(dataset.x[train], dataset.y[train])
-        return MemoryBatches(encoded, target, config.batch_size, generator)
+        return MemoryBatches(dataset.x, dataset.y, train, encode, config.batch_size, generator)
     row_bytes = 4 * (len(dataset.features) + model.preprocess.n_encoded)
     buffer_rows = min(
         max(memory_budget(config.memory_budget) // (8 * row_bytes), 4 * config.batch_size), 1 << 20
