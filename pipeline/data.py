@@ -316,6 +316,8 @@ def load_dataset(config: RunConfig, log=print) -> Dataset | StreamingDataset:
     budget = memory_budget(config.memory_budget)
     map_large_buffers()
     try:
+        if table.estimated_rows() > budget // row_bytes(columns):
+            raise OverBudget()
         dataset = load_in_memory(table, columns, config, budget, log)
     except OverBudget:
         log(f"{table.describe()} is larger than the memory budget ({budget / 2**20:,.0f} MB): streaming it")

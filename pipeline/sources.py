@@ -119,6 +119,14 @@ class CsvTable:
     def describe(self) -> str:
         return self.files[0].name if len(self.files) == 1 else f"{len(self.files)} CSV files"
 
+    def estimated_rows(self) -> int:
+        """Data rows, estimated from the size of the files and the length of the first lines."""
+        with self.files[0].open("rb") as f:
+            sample = f.read(1 << 20)
+        lines = max(sample.count(b"\n") - 1, 1)  # without the header
+        per_row = len(sample) / lines if len(sample) == 1 << 20 else max(len(sample), 1) / lines
+        return int(sum(p.stat().st_size for p in self.files) / per_row)
+
     def header(self, path: Path) -> list[str]:
         check_utf8(path)
         reader = self.open(path, {}, [], block_size=1 << 16)
@@ -277,6 +285,10 @@ class ParquetTable:
 
     def describe(self) -> str:
         return self.files[0].name if len(self.files) == 1 else f"{len(self.files)} Parquet files"
+
+    def estimated_rows(self) -> int:
+        """Data rows, from the files' metadata (exact)."""
+        return sum(f.count_rows() for f in self.fragments)
 
     def summarize(self, rows: int = 0) -> dict[str, ColumnSummary]:
         summaries = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ class History:
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_metric: list[float] = field(default_factory=list)  # the task's main metric, target units
+    epoch_seconds: list[float] = field(default_factory=list)  # the training pass alone (no validation)
     best_epoch: int = 0  # 1-based epoch whose weights were kept
 
     def to_dict(self) -> dict:
@@ -120,7 +122,9 @@ def fit(
     history, best_loss, best_state = History(), math.inf, copy.deepcopy(model.state_dict())
     bar = Progress(f"train {config.name}", config.epochs, enabled=progress)
     for epoch in range(1, config.epochs + 1):
+        start = time.perf_counter()
         train_loss = train_one_epoch(model.mlp, batches.epoch(epoch), loss_fn, optimizer)
+        history.epoch_seconds.append(time.perf_counter() - start)
         scores = evaluate(model, validation_chunks(dataset), dataset.class_names)
         history.train_loss.append(train_loss)
         history.val_loss.append(scores["loss"])
