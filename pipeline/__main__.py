@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from pipeline.cli import add_config_flags, add_model_flags, configs_from_args
+from pipeline.cli import add_config_flags, add_launch_flags, add_model_flags, configs_from_args
 from pipeline.config import load_config, selected_models
 from pipeline.errors import PipelineError
 
@@ -21,15 +22,38 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(command, help=text, description=text)
         add_model_flags(sub)
         if command != "compile":
+            add_launch_flags(sub)
             add_config_flags(sub)
     return parser
 
 
+def without_launch_flags(argv: list[str]) -> list[str]:
+    """The arguments each worker gets: the same, less the ones that start the workers."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--nproc", "--max-restarts"):
+            skip = True
+        elif not arg.startswith(("--nproc=", "--max-restarts=")):
+            kept.append(arg)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    if getattr(args, "nproc", 1) > 1 and "WORLD_SIZE" not in os.environ:
+        from pipeline.distributed import launch
+
+        return launch(without_launch_flags(argv), args.nproc, args.max_restarts)
+    from pipeline.distributed import SINGLE, from_environment, shutdown
     from pipeline.run import builtin_summary, compile_run, train_run
 
+    job = SINGLE
     try:
+        if args.command != "compile":
+            job = from_environment(args.backend)
         if args.command == "compile":
             names = selected_models(args.model)
             if args.config:
@@ -40,20 +64,23 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         reports = []
         for config in configs_from_args(args):
-            report = train_run(config, args.runs_dir, progress=not args.quiet)
-            if args.command == "all":
+            report = train_run(config, args.runs_dir, progress=not args.quiet, job=job)
+            if args.command == "all" and job.is_main:
                 report = compile_run(args.runs_dir / config.name)
             reports.append(report)
-        if args.command == "all":
+        if args.command == "all" and job.is_main:
             print()
             print(builtin_summary(reports))
         return 0
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        rank = f"rank {job.rank}: " if job.world > 1 else ""
+        print(f"error: {rank}{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        shutdown(job)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ GATHER_ROWS = 1 << 16  # rows gathered into contiguous memory at a time (in-memo
 
 
 class MemoryBatches:
+    """Mini-batches of rows held in memory. With several processes, the job's training rows are one
+    sequence (each process holds its contiguous part); every process draws the same permutation of it,
+    global batch k is its k-th slice of `batch_size` rows, and each process steps on the rows of that
+    slice it holds (zero or more). So N processes see exactly the global batches one process would."""
+
     def __init__(
         self,
         x: np.ndarray,
@@ -28,21 +33,41 @@ class MemoryBatches:
         encode: Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, torch.Tensor]],
         batch_size: int,
         generator: torch.Generator,
+        first: int = 0,
+        total: int | None = None,
     ):
         self.x, self.y, self.rows, self.encode = x, y, rows, encode  # rows: the training rows of x
-        self.batch_size, self.generator = batch_size, generator
+        self.batch_size, self.generator = batch_size, generator  # the global batch
+        self.first = first  # `rows` are rows first..first+len(rows)-1 of the job's training rows
+        self.total = len(rows) if total is None else total
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self.rows[torch.randperm(len(self.rows), generator=self.generator).numpy()]
-        step = max(GATHER_ROWS // self.batch_size, 1) * self.batch_size
-        for start in range(0, len(order), step):
-            rows = order[start : start + step]
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        """(encoded rows, loss target, rows in the global batch) per step."""
+        order = torch.randperm(self.total, generator=self.generator).numpy()
+        mine = (order >= self.first) & (order < self.first + len(self.rows))
+        local = self.rows[order[mine] - self.first]
+        steps = -(-self.total // self.batch_size)
+        ends = np.searchsorted(np.flatnonzero(mine), np.arange(1, steps + 1) * self.batch_size)
+        starts = np.concatenate([[0], ends[:-1]])
+        step = 0
+        while step < steps:  # gather a run of whole steps into contiguous memory, then slice it
+            last = step
+            while last + 1 < steps and ends[last + 1] - starts[step] <= GATHER_ROWS:
+                last += 1
+            rows = local[starts[step] : ends[last]]
             encoded, target = self.encode(self.x[rows], self.y[rows])
-            for begin in range(0, len(rows), self.batch_size):
-                yield encoded[begin : begin + self.batch_size], target[begin : begin + self.batch_size]
+            for k in range(step, last + 1):
+                low, high = starts[k] - starts[step], ends[k] - starts[step]
+                global_rows = min(self.batch_size, self.total - k * self.batch_size)
+                yield encoded[low:high], target[low:high], global_rows
+            step = last + 1
 
 
 class StreamBatches:
+    """Mini-batches of a streamed table: this process's training rows in exact `batch_size` steps; with
+    several processes every one takes the same number of steps (the longest shard's), stepping on empty
+    batches once its rows run out."""
+
     def __init__(
         self,
         chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
@@ -50,13 +75,18 @@ class StreamBatches:
         batch_size: int,
         seed: int,
         buffer_rows: int,
+        empty: tuple[np.ndarray, np.ndarray],
+        shards: list[int] | None = None,
+        rank: int = 0,
     ):
         self.chunks, self.encode = chunks, encode  # encode: raw (x, y) → (encoded, loss target)
         self.batch_size, self.seed, self.buffer_rows = batch_size, seed, buffer_rows
+        self.empty = empty  # raw (x, y) with no rows, for the steps after this shard's rows run out
+        self.shards, self.rank = shards, rank  # training rows of each process
 
     def shuffled(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Buffers of up to `buffer_rows` training rows, each in a seeded random order, encoded."""
-        rng = np.random.default_rng([self.seed, epoch])
+        rng = np.random.default_rng([self.seed, self.rank, epoch])
         parts, rows = [], 0
         with torch.no_grad():  # grad mode is per thread: this runs on the reader thread
             for x, y in self.chunks():
@@ -74,10 +104,35 @@ class StreamBatches:
         order = rng.permutation(len(x))
         return self.encode(x[order], y[order])
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        size, step, left = self.batch_size, 0, None
         for encoded, target in read_ahead(self.shuffled(epoch)):
-            for begin in range(0, len(encoded), self.batch_size):
-                yield encoded[begin : begin + self.batch_size], target[begin : begin + self.batch_size]
+            if left is not None:  # the rows a previous buffer left over start the next step
+                encoded, target = torch.cat([left[0], encoded]), torch.cat([left[1], target])
+            whole = len(encoded) - len(encoded) % size
+            for begin in range(0, whole, size):
+                yield (
+                    encoded[begin : begin + size],
+                    target[begin : begin + size],
+                    self.global_rows(step, size),
+                )
+                step += 1
+            left = (encoded[whole:], target[whole:])
+        if left is not None and len(left[0]):
+            yield left[0], left[1], self.global_rows(step, len(left[0]))
+            step += 1
+        if self.shards:
+            steps = max(-(-n // size) for n in self.shards)
+            nothing = self.encode(*self.empty)
+            while step < steps:  # this shard ran out: step on nothing, as the others still step
+                yield nothing[0], nothing[1], self.global_rows(step, 0)
+                step += 1
+
+    def global_rows(self, step: int, rows: int) -> int:
+        """Rows of step `step` over all processes (every shard steps `batch_size` rows at a time)."""
+        if not self.shards:
+            return rows
+        return sum(min(max(n - step * self.batch_size, 0), self.batch_size) for n in self.shards)
 
 
 def read_ahead(items: Iterator, depth: int = 2) -> Iterator:

@@ -56,6 +56,27 @@ def add_model_flags(parser: argparse.ArgumentParser, runs_dir: bool = True) -> N
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+def add_launch_flags(parser: argparse.ArgumentParser) -> None:
+    """How many processes train (see `pipeline.distributed`); not part of the model's config."""
+    group = parser.add_argument_group("processes (torchrun: torch.distributed.run)")
+    group.add_argument(
+        "--nproc", type=int, default=1, help="train on N processes of this machine (default: 1)"
+    )
+    group.add_argument(
+        "--max-restarts",
+        type=int,
+        default=0,
+        help="with --nproc: restart the group this many times after a failed worker, resuming from the "
+        "last completed epoch (default: 0)",
+    )
+    group.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "gloo", "nccl"],
+        help="torch.distributed backend (default: auto, NCCL with CUDA, else gloo)",
+    )
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """Every config field as --flag (lists comma-separated); `--data` also answers to `--csv`."""
     group = parser.add_argument_group(

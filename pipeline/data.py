@@ -22,6 +22,7 @@ import pyarrow.csv as pa_csv
 
 from pipeline.batches import read_ahead
 from pipeline.config import RunConfig
+from pipeline.distributed import SINGLE, Dist
 from pipeline.encoding import (
     DROPPED,
     SPLIT_CODES,
@@ -56,23 +57,21 @@ class Dataset:
     y: np.ndarray  # (n_rows,) int64 class index, or float64 target value
     class_names: list[str]  # classification: display name per class index
     target_names: list[str]  # regression: the target column(s)
-    splits: dict[str, np.ndarray]  # "train" / "val" / "test" row indices
+    splits: dict[str, np.ndarray]  # "train" / "val" / "test" row indices (of this process's rows)
     dropped: int = 0  # rows dropped for a missing target
     task: str = ""
+    rows: dict[str, int] = field(default_factory=dict)  # rows per split, all processes
+    scale: tuple[float, float] = (0.0, 1.0)  # regression: training mean and std of the target
+    train_first: int = 0  # this process's training rows are rows train_first.. of the job's
+    train_total: int = 0  # training rows of the job (all processes, in rank order)
     streamed = False
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
 
-    @property
-    def rows(self) -> dict[str, int]:
-        return {name: len(index) for name, index in self.splits.items()}
-
     def target_scale(self) -> tuple[float, float]:
-        """Training mean and std of a regression target (the model de-standardizes with them)."""
-        y = self.y[self.splits["train"]].astype(np.float64)
-        return float(y.mean()), float(y.std()) or 1.0
+        return self.scale
 
     def chunks(self, split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         index = self.splits[split]
@@ -81,6 +80,7 @@ class Dataset:
             yield self.x[rows], self.y[rows]
 
     def held_out(self, n: int) -> np.ndarray:
+        """Up to `n` test rows of this process."""
         return self.x[self.splits["test"][:n]].copy()
 
 
@@ -94,12 +94,13 @@ class StreamingDataset:
     target: TargetSpec
     class_names: list[str]
     target_names: list[str]
-    rows: dict[str, int]
+    rows: dict[str, int]  # rows per split, all processes
     dropped: int
     task: str
     seed: int
     fractions: tuple[float, float]  # (validation, test)
     scale: tuple[float, float] = (0.0, 1.0)
+    local_train: list[int] = field(default_factory=list)  # training rows of each process
     cached: dict[str, list] = field(default_factory=dict)  # small splits kept after their first pass
     cache_rows: int = 0  # a split with at most this many rows is kept in memory
     streamed = True
@@ -309,21 +310,35 @@ def split_rows(
     return {name: np.sort(np.concatenate(p)) for name, p in parts.items()}
 
 
-def load_dataset(config: RunConfig, log=print) -> Dataset | StreamingDataset:
-    """The table of `config`, in memory when its encoded form fits the memory budget, else streamed."""
+def load_dataset(config: RunConfig, log=print, job: Dist = SINGLE) -> Dataset | StreamingDataset:
+    """The table of `config`, in memory when its encoded form fits the memory budget, else streamed.
+    With several processes (`job`), each reads its own shard; the statistics, the task and the splits
+    are agreed on (gathered), so every process builds the same model."""
     table = open_table(config.data, config.delimiter)
     columns = plan_columns(table, config, log)
     budget = memory_budget(config.memory_budget)
     map_large_buffers()
+    fits = table.estimated_rows() // job.world <= budget // row_bytes(columns)
+    if job.world > 1:
+        table = table.shard(job.rank, job.world, job.gather)
     try:
-        if table.estimated_rows() > budget // row_bytes(columns):
+        if not fits:
             raise OverBudget()
-        dataset = load_in_memory(table, columns, config, budget, log)
+        dataset = load_in_memory(table, columns, config, budget, log, job)
     except OverBudget:
         log(f"{table.describe()} is larger than the memory budget ({budget / 2**20:,.0f} MB): streaming it")
-        dataset = load_streamed(table, columns, config, budget, log)
+        dataset = load_streamed(table, columns, config, budget, log, job)
     release_free_memory()
     return dataset
+
+
+def agreed(job: Dist, stats: Statistics) -> Statistics:
+    """Every process's statistics merged (the same on every process)."""
+    parts = job.gather(stats)
+    merged = parts[0]
+    for part in parts[1:]:
+        merged.merge(part)
+    return merged
 
 
 def row_bytes(columns: Columns) -> int:
@@ -331,33 +346,48 @@ def row_bytes(columns: Columns) -> int:
     return 4 * len(columns.numeric) + 24 * (len(columns.categorical) + 1) + 4 * len(columns.features) + 8
 
 
-def load_in_memory(table, columns: Columns, config: RunConfig, budget: int, log) -> Dataset:
+def load_in_memory(table, columns: Columns, config: RunConfig, budget: int, log, job: Dist) -> Dataset:
     raws, rows = [], 0
     limit = budget // row_bytes(columns)
     for chunk in read_ahead(table.chunks(columns.numeric, [*sorted(columns.categorical), columns.target])):
         raws.append(prepare(chunk, columns))  # parsing the next batch overlaps this
         rows += len(raws[-1])
         if rows > limit:
-            raise OverBudget()
-    if not raws:
+            break
+    if any(job.gather(rows > limit)):
+        raise OverBudget()
+    empty = pa.array([], pa.string())
+    values = pa.concat_arrays([raw.target for raw in raws]) if raws else empty
+    target_stats = Statistics.empty(columns)
+    target_stats.scan_target(values, train=None)
+    target_stats = agreed(job, target_stats)
+    if sum(job.gather(rows)) == 0:
         raise PipelineError(f"{table.describe()} has no data rows")
-    stats = Statistics.empty(columns)
-    values = pa.concat_arrays([raw.target for raw in raws])
-    stats.scan_target(values, train=None)
-    task = resolve_task(config, stats, log)
-    target, class_names = target_spec(config, task, stats)
-    if stats.dropped:
-        log(f"dropped {stats.dropped} row(s) with a missing {config.target!r}")
-    if stats.dropped == rows:
-        raise PipelineError(f"target column {config.target!r} has no values")
+    task = resolve_task(config, target_stats, log)
+    target, class_names = target_spec(config, task, target_stats)
+    if target_stats.dropped:
+        log(f"dropped {target_stats.dropped} row(s) with a missing {config.target!r}")
     kept = ~values.is_null().to_numpy(zero_copy_only=False)
+    if sum(job.gather(int(kept.sum()))) == 0:
+        raise PipelineError(f"target column {config.target!r} has no values")
     y = encode_target(values, target, config.target, locator(raws))[kept]
-    splits = split_rows(len(y), config, strata=y if target.classifier else None, class_names=class_names)
-    split = np.full(rows, DROPPED, dtype=np.int8)
-    codes = split[kept]
+    # The splits are drawn over the whole job's rows (rank order is table order), as one process would.
+    everyone = job.gather(y)
+    first = sum(len(part) for part in everyone[: job.rank])
+    y_all = np.concatenate(everyone)
+    strata = y_all if target.classifier else None
+    splits = split_rows(len(y_all), config, strata=strata, class_names=class_names)
+    codes = np.empty(len(y_all), dtype=np.int8)
     for name, index in splits.items():
         codes[index] = SPLIT_CODES[name]
-    split[kept] = codes
+    split = np.full(rows, DROPPED, dtype=np.int8)
+    split[kept] = codes[first : first + len(y)]
+    scale = (0.0, 1.0)
+    if not target.classifier:
+        train_y = y_all[splits["train"]].astype(np.float64)
+        scale = (float(train_y.mean()), float(train_y.std()) or 1.0)
+    train_before = int((codes[:first] == SPLIT_CODES["train"]).sum())
+    del everyone, y_all
     # The feature matrix is filled batch by batch; its statistics are taken over fixed blocks of it, so
     # they do not depend on how the reading was cut (a CSV and a Parquet file give the same model).
     numeric = [j for j, name in enumerate(columns.features) if name not in columns.categorical]
@@ -367,18 +397,35 @@ def load_in_memory(table, columns: Columns, config: RunConfig, budget: int, log)
         x[start : start + len(raw), numeric] = raw.numbers
         start += len(raw)
     categories = {
-        name: pa.concat_arrays([raw.categories[name] for raw in raws]) for name in columns.categorical
+        name: pa.concat_arrays([raw.categories[name] for raw in raws]) if raws else empty
+        for name in columns.categorical
     }
     del raws
+    stats = Statistics.empty(columns)
     stats.scan(x, categories, split, numeric_columns=numeric)
-    features = features_from(stats, columns, config.max_categories, log)
+    features = features_from(agreed(job, stats), columns, config.max_categories, log)
     for j, feature in enumerate(features):
         if feature.kind == "categorical":
             x[:, j] = category_codes(categories[feature.name], feature)
     if not kept.all():
         x = x[kept]
+    local = {name: np.flatnonzero(split[kept] == code) for name, code in SPLIT_CODES.items()}
     target_names = [] if target.classifier else [config.target]
-    return Dataset(features, x, y, class_names, target_names, splits, stats.dropped, task)
+    totals = {name: len(index) for name, index in splits.items()}
+    return Dataset(
+        features,
+        x,
+        y,
+        class_names,
+        target_names,
+        local,
+        target_stats.dropped,
+        task,
+        totals,
+        scale,
+        train_first=train_before,
+        train_total=totals["train"],
+    )
 
 
 def locator(raws: list[RawChunk]):
@@ -393,14 +440,18 @@ def locator(raws: list[RawChunk]):
     return locate
 
 
-def load_streamed(table, columns: Columns, config: RunConfig, budget: int, log) -> StreamingDataset:
+def load_streamed(
+    table, columns: Columns, config: RunConfig, budget: int, log, job: Dist
+) -> StreamingDataset:
     stats = Statistics.empty(columns)
     fractions = (config.val_fraction, config.test_fraction)
-    for chunk in table.chunks(columns.numeric, [*sorted(columns.categorical), columns.target]):
+    for chunk in read_ahead(table.chunks(columns.numeric, [*sorted(columns.categorical), columns.target])):
         raw = prepare(chunk, columns)
         split = streamed_split(raw, config.seed, fractions)
         stats.scan(raw.numbers, raw.categories, split)
         stats.scan_target(raw.target, train=split == SPLIT_CODES["train"])
+    local_train = job.gather(stats.rows["train"])
+    stats = agreed(job, stats)
     task = resolve_task(config, stats, log)
     target, class_names = target_spec(config, task, stats)
     if stats.dropped:
@@ -425,5 +476,6 @@ def load_streamed(table, columns: Columns, config: RunConfig, budget: int, log) 
         config.seed,
         fractions,
         scale,
+        local_train,
         cache_rows=budget // 4 // (4 * len(features) + 8),
     )

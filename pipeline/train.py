@@ -1,8 +1,13 @@
 """The SGD training loop: `train_one_epoch`, `evaluate`, `fit` with early stopping on validation loss.
 
-Preprocessing has no trainable parameters, so rows are encoded before they reach the MLP (once for a
-table in memory, per buffer for a streamed one: see `pipeline.batches`); a step is the MLP, the loss on
-the logits and one SGD step. Validation and test metrics accumulate over batches.
+Preprocessing has no trainable parameters, so rows are encoded before they reach the MLP (per gathered
+chunk for a table in memory, per buffer for a streamed one: see `pipeline.batches`); a step is the MLP,
+the loss on the logits and one SGD step. Validation and test metrics accumulate over batches.
+
+On several processes the MLP is wrapped in DistributedDataParallel (gradients are averaged over the
+processes); each process's loss is its rows' summed loss over the global batch's rows, times the world
+size, so the averaged gradient is exactly the gradient of the global batch's mean loss. Validation
+metrics are merged over the processes, so every one of them makes the same early-stopping decision.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from torch import nn
 from pipeline.batches import MemoryBatches, StreamBatches, read_ahead
 from pipeline.config import RunConfig
 from pipeline.data import Dataset, StreamingDataset
+from pipeline.distributed import SINGLE, Dist
 from pipeline.memory import memory_budget
 from pipeline.models import TabularModel
 from pipeline.progress import Progress
+from pipeline.resume import Resume
 from pipeline.tasks import TASKS
 
 
@@ -35,33 +42,48 @@ class History:
     best_epoch: int = 0  # 1-based epoch whose weights were kept
 
     def to_dict(self) -> dict:
-        return self.__dict__.copy()
+        return copy.deepcopy(self.__dict__)
 
 
 def train_one_epoch(
     mlp: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor, int]],
     loss_fn: nn.Module,
     optimizer: torch.optim.Optimizer,
+    job: Dist = SINGLE,
 ) -> float:
-    """One pass over (encoded rows, loss target) mini-batches; returns the mean loss."""
+    """One pass over (encoded rows, loss target, rows of the global batch) steps; returns the mean loss
+    over every process's rows."""
     mlp.train()
-    total, rows = torch.zeros(()), 0
-    for encoded, target in batches:
+    summed = type(loss_fn)(reduction="sum")
+    total, rows = torch.zeros((), dtype=torch.float64), 0
+    for encoded, target, global_rows in batches:
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(mlp(encoded), target)
+        logits = mlp(encoded)
+        if job.world == 1:
+            loss = loss_fn(logits, target)
+            total += loss.detach() * len(encoded)
+        else:  # DDP averages gradients over processes: scale this process's share of the global mean
+            per_row = target.shape[1] if target.dim() > 1 else 1
+            local = summed(logits, target)
+            loss = local * (job.world / (global_rows * per_row))
+            total += local.detach() / per_row
         loss.backward()
         optimizer.step()
-        total += loss.detach() * len(encoded)
         rows += len(encoded)
-    return total.item() / max(rows, 1)
+    total, rows = job.total(np.array([total.item(), rows], dtype=np.float64))
+    return float(total) / max(rows, 1)
 
 
 @torch.no_grad()
 def evaluate(
-    model: TabularModel, chunks: Iterable[tuple[np.ndarray, np.ndarray]], class_names: list[str]
+    model: TabularModel,
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+    class_names: list[str],
+    job: Dist = SINGLE,
 ) -> dict:
-    """Loss (on logits, as in training) and the task's metrics over raw (x, y) chunks."""
+    """Loss (on logits, as in training) and the task's metrics over raw (x, y) chunks, merged over the
+    processes."""
     model.eval()
     task = TASKS[model.spec.task]
     mean, std = scale_of(model)
@@ -70,10 +92,17 @@ def evaluate(
     loss, rows = 0.0, 0
     for x, y in chunks:
         logits = model.mlp(model.preprocess(torch.from_numpy(x)))
-        loss += loss_fn(logits, task.loss_target(torch.from_numpy(y), mean, std)).item()
+        target = task.loss_target(torch.from_numpy(y), mean, std)
+        loss += loss_fn(logits, target).item() / (target.shape[1] if target.dim() > 1 else 1)
         outputs = dict(zip(task.output_names, model.head(logits)))
         metrics.update(y, outputs[task.decision].numpy().reshape(len(y), -1)[:, 0])
         rows += len(y)
+    if job.world > 1:
+        parts = job.gather((loss, rows, metrics))
+        loss, rows = sum(p[0] for p in parts), sum(p[1] for p in parts)
+        for part in parts[1:]:
+            parts[0][2].merge(part[2])
+        metrics = parts[0][2]
     return {"loss": loss / max(rows, 1), **metrics.result()}
 
 
@@ -83,7 +112,7 @@ def scale_of(model: TabularModel) -> tuple[float, float]:
 
 
 def training_batches(
-    model: TabularModel, dataset: Dataset | StreamingDataset, config: RunConfig, generator
+    model: TabularModel, dataset: Dataset | StreamingDataset, config: RunConfig, generator, job: Dist
 ) -> MemoryBatches | StreamBatches:
     task = TASKS[model.spec.task]
     mean, std = scale_of(model)
@@ -93,39 +122,75 @@ def training_batches(
             return model.preprocess(torch.from_numpy(x)), task.loss_target(torch.from_numpy(y), mean, std)
 
     if not dataset.streamed:
+        global_batch = config.batch_size * job.world
         train = dataset.splits["train"]
-        return MemoryBatches(dataset.x, dataset.y, train, encode, config.batch_size, generator)
+        first, total = dataset.train_first, dataset.train_total or len(train)
+        return MemoryBatches(dataset.x, dataset.y, train, encode, global_batch, generator, first, total)
     row_bytes = 4 * (len(dataset.features) + model.preprocess.n_encoded)
-    buffer_rows = min(
-        max(memory_budget(config.memory_budget) // (8 * row_bytes), 4 * config.batch_size), 1 << 20
+    budget = memory_budget(config.memory_budget)
+    buffer_rows = min(max(budget // (8 * row_bytes), 4 * config.batch_size), 1 << 20)
+    empty = (
+        np.empty((0, len(dataset.features)), np.float32),
+        np.empty(0, np.int64 if task.is_classifier else np.float64),
     )
-    return StreamBatches(lambda: dataset.chunks("train"), encode, config.batch_size, config.seed, buffer_rows)
+    shards = dataset.local_train if job.world > 1 else None
+    return StreamBatches(
+        lambda: dataset.chunks("train"),
+        encode,
+        config.batch_size,
+        config.seed,
+        buffer_rows,
+        empty,
+        shards,
+        job.rank,
+    )
 
 
-def validation_chunks(dataset: Dataset | StreamingDataset, split: str = "val"):
+def split_chunks(dataset: Dataset | StreamingDataset, split: str = "val"):
     return read_ahead(iter(dataset.chunks(split))) if dataset.streamed else dataset.chunks(split)
 
 
 def fit(
-    model: TabularModel, dataset: Dataset | StreamingDataset, config: RunConfig, progress: bool = True
+    model: TabularModel,
+    dataset: Dataset | StreamingDataset,
+    config: RunConfig,
+    progress: bool = True,
+    job: Dist = SINGLE,
+    resume: Resume | None = None,
+    log=print,
 ) -> History:
     """SGD with early stopping: stops after `patience` epochs without a better validation loss and
     restores the best weights."""
     task = TASKS[model.spec.task]
     loss_fn = task.make_loss()
+    trained = model.mlp
+    if job.world > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(model.mlp)
     optimizer = torch.optim.SGD(
         model.mlp.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
     generator = torch.Generator().manual_seed(config.seed)
-    batches = training_batches(model, dataset, config, generator)
+    batches = training_batches(model, dataset, config, generator, job)
 
     history, best_loss, best_state = History(), math.inf, copy.deepcopy(model.state_dict())
-    bar = Progress(f"train {config.name}", config.epochs, enabled=progress)
-    for epoch in range(1, config.epochs + 1):
+    first_epoch, stopped = 1, False
+    state = resume.load(job) if resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, best_loss, best_state = History(**state["history"]), state["best_loss"], state["best_state"]
+        first_epoch, stopped = state["epoch"] + 1, state["stopped"]
+        log(f"resuming {config.name} after epoch {state['epoch']} (torchrun restarted the job)")
+    bar = Progress(f"train {config.name}", config.epochs, enabled=progress and job.is_main)
+    for epoch in range(first_epoch, config.epochs + 1):
+        if stopped:
+            break
         start = time.perf_counter()
-        train_loss = train_one_epoch(model.mlp, batches.epoch(epoch), loss_fn, optimizer)
+        train_loss = train_one_epoch(trained, batches.epoch(epoch), loss_fn, optimizer, job)
         history.epoch_seconds.append(time.perf_counter() - start)
-        scores = evaluate(model, validation_chunks(dataset), dataset.class_names)
+        scores = evaluate(model, split_chunks(dataset), dataset.class_names, job)
         history.train_loss.append(train_loss)
         history.val_loss.append(scores["loss"])
         history.val_metric.append(scores[task.main_metric])
@@ -136,12 +201,27 @@ def fit(
             **{f"val_{task.main_metric}": f"{scores[task.main_metric]:.4f}"},
         )
         if not math.isfinite(train_loss):
-            break  # diverged: keep the best weights seen so far
-        if scores["loss"] < best_loss:
+            stopped = True  # diverged: keep the best weights seen so far
+        elif scores["loss"] < best_loss:
             best_loss, history.best_epoch = scores["loss"], epoch
             best_state = copy.deepcopy(model.state_dict())
         elif epoch - history.best_epoch >= config.patience:
-            break
+            stopped = True
+        if resume is not None:
+            resume.save(
+                job,
+                {
+                    "epoch": epoch,
+                    "stopped": stopped,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history.to_dict(),
+                    "best_loss": best_loss,
+                    "best_state": best_state,
+                },
+            )
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
