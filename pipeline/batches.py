@@ -105,15 +105,24 @@ class StreamBatches:
         return self.encode(x[order], y[order])
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
-        size, step, left = self.batch_size, 0, None
+        size, step = self.batch_size, 0
+        left = None  # rows a buffer left over: the start of the next step
         for encoded, target in read_ahead(self.shuffled(epoch)):
-            if left is not None:  # the rows a previous buffer left over start the next step
-                encoded, target = torch.cat([left[0], encoded]), torch.cat([left[1], target])
-            whole = len(encoded) - len(encoded) % size
-            for begin in range(0, whole, size):
+            begin = 0
+            if left is not None:
+                begin = size - len(left[0])
+                encoded_step = torch.cat([left[0], encoded[:begin]])
+                target_step = torch.cat([left[1], target[:begin]])
+                if len(encoded_step) < size:  # a buffer smaller than one step
+                    left = (encoded_step, target_step)
+                    continue
+                yield encoded_step, target_step, self.global_rows(step, size)
+                step += 1
+            whole = begin + (len(encoded) - begin) // size * size
+            for start in range(begin, whole, size):
                 yield (
-                    encoded[begin : begin + size],
-                    target[begin : begin + size],
+                    encoded[start : start + size],
+                    target[start : start + size],
                     self.global_rows(step, size),
                 )
                 step += 1

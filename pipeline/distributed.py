@@ -117,13 +117,36 @@ def from_environment(backend: str = "auto") -> Dist:
     else:  # share this machine's cores between its workers
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
     if not dist.is_initialized():
-        dist.init_process_group(chosen.name, timeout=COLLECTIVE_TIMEOUT)
+        dist.init_process_group(chosen.name, store=attempt_store(rank, world), rank=rank, world_size=world)
     return Dist(rank, world, local_rank, chosen)
+
+
+def attempt_store(rank: int, world: int) -> dist.Store:
+    """The rendezvous store, its keys prefixed with torchrun's restart count: after a restart the store
+    still holds the failed attempt's addresses, which a fast worker would otherwise read and connect to."""
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # the launcher hosts the store
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world,
+        is_master=not agent and rank == 0,
+        timeout=COLLECTIVE_TIMEOUT,
+        multi_tenant=not agent,
+    )
+    return dist.PrefixStore(f"attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def shutdown(job: Dist) -> None:
     if job.world > 1 and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def cause_order(failure) -> int:
+    """Which failure caused the others: a worker killed by a signal (not the launcher's SIGTERM), then
+    one that stopped with this project's error exit (2), then any other exit, then the terminated."""
+    if failure.exitcode < 0:
+        return 3 if failure.signal_name() in ("SIGTERM", "SIGINT") else 0
+    return 1 if failure.exitcode == 2 else 2
 
 
 def launch(argv: list[str], nproc: int, max_restarts: int) -> int:
@@ -147,7 +170,7 @@ def launch(argv: list[str], nproc: int, max_restarts: int) -> int:
     try:
         run(args)
     except ChildFailedError as exc:
-        rank, failure = min(exc.failures.items())
+        rank, failure = min(exc.failures.items(), key=lambda item: (cause_order(item[1]), item[0]))
         how = f"signal {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
         restarts = f" after {max_restarts} restart(s)" if max_restarts else ""
         print(

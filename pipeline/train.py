@@ -71,8 +71,8 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         rows += len(encoded)
-    total, rows = job.total(np.array([total.item(), rows], dtype=np.float64))
-    return float(total) / max(rows, 1)
+    total, rows = job.total(np.array([total.item(), rows], dtype=np.float64)).tolist()
+    return total / max(rows, 1.0)
 
 
 @torch.no_grad()
