@@ -71,16 +71,30 @@ def test_heads_follow_the_task_table(task, n_out, names):
         outputs = model(x)
         logits = model.mlp(model.preprocess(x))
     assert model.output_names == names and len(outputs) == len(names)
+    z = logits.numpy().astype(np.float64)  # the expected heads, computed independently in float64
     if task == "binary":
         _, p, label = outputs
-        assert_allclose(p.numpy(), torch.sigmoid(logits).numpy())
-        assert label.dtype == torch.int64 and label.tolist() == (p[:, 0] >= 0.5).long().tolist()
+        sigmoid = 1.0 / (1.0 + np.exp(-z))
+        assert_allclose(p.numpy(), sigmoid, rtol=1e-6, atol=1e-7)
+        assert label.dtype == torch.int64 and label.tolist() == (sigmoid[:, 0] >= 0.5).tolist()
     elif task == "multiclass":
         _, p, label = outputs
-        assert_allclose(p.sum(1).numpy(), 1.0, rtol=1e-6)
-        assert label.tolist() == p.argmax(1).tolist()
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        assert_allclose(p.numpy(), e / e.sum(axis=1, keepdims=True), rtol=1e-6, atol=1e-7)
+        assert label.dtype == torch.int64 and label.tolist() == z.argmax(1).tolist()
     else:
-        assert_allclose(outputs[0].numpy(), logits.numpy() * 5.0 + 20.0, rtol=1e-6)
+        assert_allclose(outputs[0].numpy(), z * 5.0 + 20.0, rtol=1e-6)
+
+
+def test_binary_label_is_positive_at_exactly_the_threshold():
+    """DESIGN §1: label 1 when p >= threshold. A zero logit is p = 0.5 exactly."""
+    spec = ModelSpec("binary", FEATURES, [8], "relu", 0.0, 1, threshold=0.5)
+    model = TabularModel(spec).eval()
+    with torch.no_grad():
+        model.mlp[-1].weight.zero_()
+        model.mlp[-1].bias.zero_()
+        _, p, label = model(torch.tensor([[12.0, 2.0, -1.5], [math.nan, math.nan, math.nan]]))
+    assert p[:, 0].tolist() == [0.5, 0.5] and label.tolist() == [1, 1]
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(trained, tmp_path):
