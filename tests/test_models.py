@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 
@@ -11,7 +12,8 @@ import torch
 from numpy.testing import assert_allclose
 
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.data import Feature
+from pipeline.config import builtin_config
+from pipeline.data import Feature, load_dataset
 from pipeline.errors import PipelineError
 from pipeline.models import ModelSpec, Preprocess, TabularModel
 
@@ -114,20 +116,25 @@ def test_checkpoint_with_a_pickled_object_is_refused(tmp_path):
         load_checkpoint(path)
 
 
-def test_compiled_wrapper_is_never_saved(trained, tmp_path):
-    model, _ = trained["zoo-mammal"]
-
-    class Wrapper(torch.nn.Module):  # same key layout as torch.compile's OptimizedModule
-        def __init__(self):
-            super().__init__()
-            self._orig_mod = model
-            self.spec = model.spec
-
+def test_compiled_wrapper_is_never_saved(compiled_models, tmp_path):
+    compiled = compiled_models["zoo-mammal"]  # the real torch.compile handle
+    assert any(key.startswith("_orig_mod.") for key in compiled.state_dict())
     with pytest.raises(ValueError, match="eager module"):
-        save_checkpoint(tmp_path / "x.pt", Wrapper())
+        save_checkpoint(tmp_path / "x.pt", compiled)
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
 
 
 def test_held_out_rows_are_in_the_checkpoint(trained):
+    """The checkpoint keeps the test split's raw rows (the parity checks' real inputs): equal to the
+    split that training held out, and rows of the CSV as read independently here."""
     _, payload = trained["zoo-multiclass"]
     held_out = payload["held_out"].numpy()
+    config = builtin_config("zoo-multiclass")
+    dataset = load_dataset(config, log=lambda *args: None)
+    test_rows = dataset.x[dataset.splits["test"]]
     assert held_out.dtype == np.float32 and held_out.shape == (21, 16)
+    assert np.array_equal(held_out, test_rows, equal_nan=True)
+    names = [f["name"] for f in payload["spec"]["features"]]
+    with open(config.csv, newline="") as f:
+        csv_rows = {tuple(float(r[n]) for n in names) for r in csv.DictReader(f)}
+    assert {tuple(map(float, row)) for row in held_out} <= csv_rows
