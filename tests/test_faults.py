@@ -56,25 +56,36 @@ def export_command(runs_dir: Path, models: Path) -> list[str]:
 
 
 def test_exports_killed_at_random_moments_never_lose_the_published_version(repository, runs_dir, tmp_path):
+    """KILLS exports killed at random moments inside an export's measured duration; at least one kill
+    must land before publication (on a noisy machine a later export can be faster than the measured
+    one, so the aim follows the fastest seen, and a few extra exports are allowed until one lands)."""
     models = tmp_path / "models"
     shutil.copytree(repository / "zoo-mammal", models / "zoo-mammal")
     start = time.monotonic()
     subprocess.run(export_command(runs_dir, models), cwd=ROOT, capture_output=True, check=True, timeout=300)
-    duration = time.monotonic() - start  # one whole export on this machine, now: the kills aim inside it
+    duration = time.monotonic() - start  # one whole export on this machine, now
     pick = random.Random(0)
     outcomes = []
-    for _ in range(KILLS):
+    while len(outcomes) < KILLS or "killed" not in outcomes:
+        assert len(outcomes) < KILLS + 5, f"no kill landed before publication: {outcomes}"
         before = visible_tree(models)
+        delay = pick.uniform(0.1, 0.8) * duration
+        start = time.monotonic()
         export = subprocess.Popen(
             export_command(runs_dir, models), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        time.sleep(pick.uniform(0.1, 0.8) * duration)
-        export.send_signal(signal.SIGKILL)
-        code = export.wait()
+        try:
+            code = export.wait(timeout=delay)  # finished first
+            duration = time.monotonic() - start
+        except subprocess.TimeoutExpired:
+            export.send_signal(signal.SIGKILL)  # still running: the kill lands inside the export
+            code = export.wait()
         assert code in (0, -signal.SIGKILL), code
         after = visible_tree(models)
         changed = after != before  # killed after the atomic swap (while cleaning up) counts as published
         outcomes.append("finished" if code == 0 else "killed after publishing" if changed else "killed")
+        if outcomes[-1] == "killed after publishing":
+            duration = delay  # it had published by then: aim earlier
         assert sorted(after) == [
             "zoo-mammal/1/model.onnx",
             "zoo-mammal/config.pbtxt",
@@ -84,8 +95,7 @@ def test_exports_killed_at_random_moments_never_lose_the_published_version(repos
         repo = Repository(models).load_all(quiet)
         assert sorted(repo.models) == ["zoo-mammal"] and not repo.failed  # hidden staging is never served
     counts = {outcome: outcomes.count(outcome) for outcome in sorted(set(outcomes))}
-    print(f"\nexport kills ({duration:.1f} s per export): {counts}; the published model was always whole")
-    assert "killed" in outcomes, counts  # at least one kill really landed before the export finished
+    print(f"\nexport kills: {counts}; the published model was always whole")
 
 
 # Runs `publish` with a SIGKILL at the Nth filesystem call that publication makes (renames, the
