@@ -18,7 +18,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 CSV ?=
 OUT ?=
-.PHONY: install all train export verify serve predict bench test test-gpu fuzz soak lint clean
+.PHONY: install all train export verify serve predict bench test test-gpu fuzz soak mutants lint clean
 
 # Idempotent: the stamp is newer than pyproject.toml once everything is installed.
 install: $(VENV)/.installed
@@ -70,6 +70,10 @@ fuzz: install
 
 soak: install
 	SOAK_SECONDS=60 FAULT_KILLS=20 $(PY) -m pytest -q -s tests/test_soak.py tests/test_faults.py -k "not fuzz"
+
+# Plants each known bug alone in a temporary copy and checks that its tests fail (README: "Planted bugs").
+mutants: install
+	$(PY) tests/mutations.py
 
 lint: install
 	$(PY) -m ruff check .

@@ -37,6 +37,25 @@ def test_predict_equals_the_torch_reference(repository, trained, name):
         assert_allclose(outputs[key], value, rtol=1e-5, atol=1e-5, err_msg=key)
 
 
+@pytest.mark.parametrize("name", ["zoo-mammal", "zoo-multiclass"])
+def test_served_probabilities_are_the_activation_of_the_served_logits(repository, trained, name):
+    """Computed here in float64 numpy, not by any head of the project: softmax for multiclass, the
+    sigmoid for binary; the label is the argmax, or p >= threshold."""
+    model, payload = trained[name]
+    rows = parity.parity_rows(model.spec.features, payload["held_out"].numpy())[:300]
+    outputs = Model(repository / name).load().predict(rows)
+    z = outputs["logits"].astype(np.float64)
+    if z.shape[1] == 1:
+        p = 0.5 * (1.0 + np.tanh(z / 2.0))  # the sigmoid, without overflow at the ±1e4-σ edge rows
+        label = (p[:, 0] >= model.spec.threshold).astype(np.int64)
+    else:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+        label = z.argmax(axis=1)
+    assert_allclose(outputs["probabilities"], p, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(outputs["label"], label)
+
+
 def test_named_features_use_the_manifests_order_and_category_codes(repository):
     runtime = Model(repository / "auto-mpg").load()
     names = [f["name"] for f in runtime.features]
