@@ -4,6 +4,7 @@ runtime's own `Model.predict(Model.encode_rows(...))`, on real files as people h
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
 import subprocess
@@ -128,9 +129,12 @@ def test_spreadsheet_csv_bom_crlf_quoted_separators_and_semicolons(repository, t
         assert [r["car_name"] for r in csv.DictReader(f)] == [row[car] for row in rows]
 
 
-def test_tsv_is_read_with_tabs(repository, tmp_path):
+@pytest.mark.parametrize("name", ["cars.tsv", "cars.csv.gz"])
+def test_tsv_with_tabs_and_compressed_csv(repository, tmp_path, name):
     header, rows = read_rows(AUTO_MPG)
-    data = write_rows(tmp_path / "cars.tsv", header, rows, delimiter="\t")
+    text = write_rows(tmp_path / "plain", header, rows, delimiter="\t" if name.endswith(".tsv") else ",")
+    data = tmp_path / name
+    data.write_bytes(gzip.compress(text.read_bytes()) if name.endswith(".gz") else text.read_bytes())
     out = tmp_path / "out.csv"
     predict_table(repository / "auto-mpg", data, out)
     expected = expected_columns(repository / "auto-mpg", feature_rows(repository / "auto-mpg", header, rows))
