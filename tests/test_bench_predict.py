@@ -1,5 +1,5 @@
 """The batch-prediction benchmark: its table generator (shared with the data benchmarks) has the
-documented shape."""
+documented shape, and the section runs at a tiny size (a smoke test, not a measurement)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from bench import batch_predict
 from bench import tables as bench_tables
 from bench.tables import table_config, write_table
 
@@ -32,3 +33,17 @@ def test_the_bench_table_has_its_documented_shape(tmp_path, monkeypatch):
         ["colour", "city"],
         ["id"],
     )
+
+
+def test_predict_section_runs():
+    results, text = batch_predict.run(n_rows=2000, rounds=1)
+    assert set(results["runs"]) == {
+        "predict CSV → CSV",
+        "pyarrow.csv.read_csv alone",
+        "predict Parquet → Parquet",
+        "pyarrow.parquet.read_table alone",
+        "predict CSV → CSV, 1/4 of the rows",
+    }
+    for run in results["runs"].values():
+        assert run["rows_per_s"] > 0 and 20 < run["peak_rss_mb"] < 4000  # the child's own, not ours
+    assert results["ratios"]["csv_predict_over_read_csv"] > 0 and "vs reading alone" in text

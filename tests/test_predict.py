@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from bench.tables import table_config, write_table
-from pipeline.config import RunConfig, builtin_config, builtin_names
+from bench.batch_predict import train_model
+from pipeline.config import builtin_config, builtin_names
 from serve import tables
 from serve.batch_encoding import BatchEncoder, CellError
 from serve.model import Model
 from serve.predict import PredictError, predict_table
-from tests.conftest import ROOT, quiet, run_cli
+from tests.conftest import ROOT, run_cli
 
 AUTO_MPG = builtin_config("auto-mpg").csv
 
@@ -81,15 +81,7 @@ def assert_same_predictions(written: dict, expected: dict) -> None:
 @pytest.fixture(scope="module")
 def synthetic_model(tmp_path_factory) -> Path:
     """A binary model with text categorical features (colour, city), trained on the bench's table."""
-    from export.run import export_run
-    from pipeline.run import train_run
-
-    scratch = tmp_path_factory.mktemp("synthetic")
-    sample = write_table(scratch / "synthetic.csv", 2000)
-    config = RunConfig(**{**table_config(sample), "epochs": 2, "hidden": [8], "batch_size": 128})
-    train_run(config, scratch / "runs", progress=False, log=quiet)
-    export_run(scratch / "runs" / "synthetic", scratch / "models", log=quiet)
-    return scratch / "models" / "synthetic"
+    return train_model(tmp_path_factory.mktemp("synthetic"), 2000)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
