@@ -23,6 +23,9 @@ from serve.errors import BadRequest
 from serve.model import MISSING, Model
 
 MISSING_TOKENS = pa.array(sorted(MISSING))
+SEEN_LIMIT = (
+    100_000  # categorical texts remembered per feature; an ID column declared categorical stays bounded
+)
 
 
 class CellError(Exception):
@@ -106,7 +109,8 @@ class BatchEncoder:
                 except CellError as exc:
                     row = pc.index(encoded.indices, k).as_py()
                     raise CellError(row, exc.column, exc.reason) from None
-                seen[text] = code
+                if len(seen) < SEEN_LIMIT:
+                    seen[text] = code
             codes[k] = code
         indices = encoded.indices.fill_null(len(texts)).to_numpy(zero_copy_only=False)
         return codes[indices]

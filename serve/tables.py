@@ -50,8 +50,8 @@ class Chunk:
     csv: bool
 
     def where(self, i: int) -> str:
-        """Where row i of the batch is, the way a person finds it: a CSV line (header = line 1, rows
-        spanning no lines), a Parquet row (1-based)."""
+        """Where row i of the batch is, as a person finds it: a CSV line (the header is line 1; exact
+        while no quoted field spans lines) or a Parquet row (1-based)."""
         row = self.first_row + i
         return f"{self.path} line {row + 2}" if self.csv else f"{self.path} row {row + 1}"
 
