@@ -147,6 +147,9 @@ def predict(args) -> int:
     except BrokenPipeError:  # the reader (head, less) stopped early
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:
+        print("interrupted" + (f": {args.out} left as it was" if args.out else ""), file=sys.stderr)
+        return 130
     if args.out:
         seconds = time.perf_counter() - start
         print(

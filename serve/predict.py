@@ -48,6 +48,8 @@ def predict_table(
     out = Path(out) if out else None
     if out is not None and out.suffix.lower() not in OUTPUT_FORMATS:
         raise PredictError(f"{out}: the output must end in .csv or .parquet")
+    if out is not None and not out.parent.is_dir():
+        raise PredictError(f"cannot write {out}: no directory {out.parent}")
     try:
         model = Model(Path(model_dir), threads=threads or default_threads()).load()
     except ModelLoadError as exc:

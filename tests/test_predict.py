@@ -341,6 +341,12 @@ def test_a_failure_after_many_rows_leaves_no_file(repository, tmp_path, monkeypa
     assert os.listdir(tmp_path / "out") == []
 
 
+def test_an_output_in_a_missing_directory_is_refused_before_reading(repository, tmp_path):
+    with pytest.raises(PredictError, match=r"cannot write .*out.csv: no directory .*nope"):
+        predict_table(repository / "auto-mpg", AUTO_MPG, tmp_path / "nope" / "out.csv")
+    assert not (tmp_path / "nope").exists()
+
+
 def test_a_categorical_cell_beyond_fp32_names_its_row(synthetic_model):
     header, rows = tricky_rows(synthetic_model)
     rows[3][header.index("city")] = "1e39"
