@@ -254,7 +254,7 @@ def parquet_chunks(files: list[Path], root: Path | None, columns: list[str]) -> 
             raise TableError(f"{path}: {str(exc).splitlines()[0]}") from None
 
 
-def read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
+def read_ahead(chunks: Iterator[Chunk], depth: int = 4) -> Iterator[Chunk]:
     """The same chunks, read on a background thread: pyarrow parses without the GIL, so reading the next
     batches overlaps encoding, inference and writing this one. At most `depth` batches wait."""
     waiting: queue.Queue = queue.Queue(maxsize=depth)
