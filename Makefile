@@ -18,6 +18,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 CSV ?=
 OUT ?=
+KEEP ?=
 .PHONY: install all train export verify serve predict bench test test-gpu fuzz soak mutants lint clean
 
 # Idempotent: the stamp is newer than pyproject.toml once everything is installed.
@@ -25,7 +26,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23.1"
-	$(PY) -m pip install --quiet -e ".[train,dev]"
+	$(PY) -m pip install --quiet -e ".[train,batch,dev]"
 	touch $@
 
 all: install
@@ -43,10 +44,10 @@ verify: install
 serve: install
 	$(PY) -m serve serve --repository $(REPOSITORY) --host $(HOST) --port $(PORT)
 
-# make predict MODEL=auto-mpg CSV=cars.csv [OUT=predictions.csv]
+# make predict MODEL=auto-mpg DATA=cars.csv [OUT=predictions.csv|.parquet] [KEEP=car_name] (CSV= works too)
 predict: install
-	@test -n "$(MODEL)" -a -n "$(CSV)" || { echo "usage: make predict MODEL=name CSV=file.csv [OUT=out.csv]" >&2; exit 2; }
-	$(PY) -m serve predict --model $(REPOSITORY)/$(MODEL) --csv $(CSV) $(if $(OUT),--out $(OUT),)
+	@test -n "$(MODEL)" -a -n "$(DATA)$(CSV)" || { echo "usage: make predict MODEL=name DATA=file|dir|'glob' [OUT=out.csv|out.parquet] [KEEP=col,...]" >&2; exit 2; }
+	$(PY) -m serve predict --model $(REPOSITORY)/$(MODEL) --data "$(or $(DATA),$(CSV))" $(if $(OUT),--out $(OUT),) $(if $(KEEP),--keep $(KEEP),)
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[bench]"

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SECTIONS = ("inprocess", "http", "training", "makeall")
+SECTIONS = ("inprocess", "http", "training", "predict", "makeall")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +75,17 @@ def main(argv: list[str] | None = None) -> int:
                     Path(runs),
                     scale_rows=20_000 if args.quick else 1_000_000,
                 )
+        elif section == "predict":
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                print("\n== predict: skipped (pyarrow not installed: pip install -e '.[batch]')")
+                continue
+            from bench import batch_predict
+
+            results[section], text = batch_predict.run(
+                n_rows=50_000 if args.quick else 1_000_000, rounds=1 if args.quick else 3
+            )
         elif section == "makeall":
             from bench import makeall
 

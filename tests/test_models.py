@@ -135,6 +135,6 @@ def test_held_out_rows_are_in_the_checkpoint(trained):
     assert held_out.dtype == np.float32 and held_out.shape == (21, 16)
     assert np.array_equal(held_out, test_rows, equal_nan=True)
     names = [f["name"] for f in payload["spec"]["features"]]
-    with open(config.csv, newline="") as f:
+    with open(config.data, newline="") as f:
         csv_rows = {tuple(float(r[n]) for n in names) for r in csv.DictReader(f)}
     assert {tuple(map(float, row)) for row in held_out} <= csv_rows

@@ -1,8 +1,8 @@
-"""The torch-free runtime: the model class, the repository loader, CSV batch prediction, import hygiene."""
+"""The torch-free runtime: the model class, the repository loader, import hygiene (batch prediction:
+test_predict.py)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -15,10 +15,9 @@ import torch
 from numpy.testing import assert_allclose
 
 from pipeline import parity
-from pipeline.config import builtin_config, builtin_names
+from pipeline.config import builtin_names
 from serve.errors import BadRequest, ModelLoadError
 from serve.model import Model
-from serve.predict import PredictError, predict_csv
 from serve.repository import Repository
 from tests.conftest import ROOT, quiet
 
@@ -152,51 +151,11 @@ def test_empty_repository_is_never_ready(tmp_path):
     assert not repo.models and not repo.ready
 
 
-def test_predict_csv_streams_in_chunks_and_matches_in_process(repository, tmp_path):
-    source = builtin_config("auto-mpg").data
-    out = tmp_path / "predictions.csv"
-    count = predict_csv(repository / "auto-mpg", source, out, keep=["car_name"], chunk_rows=7)
-    assert count == 398
-    with open(out, newline="") as f:
-        written = list(csv.DictReader(f))
-    runtime = Model(repository / "auto-mpg").load()
-    with open(source, newline="") as f:
-        rows = [{k: v for k, v in r.items() if k not in ("mpg", "car_name")} for r in csv.DictReader(f)]
-    expected = runtime.describe(runtime.predict(runtime.encode_rows(rows)))
-    assert [w["car_name"] for w in written][:2] == ["chevrolet chevelle malibu", "buick skylark 320"]
-    assert_allclose([float(w["predicted_mpg"]) for w in written], [e["mpg"] for e in expected], rtol=1e-5)
-
-
-def test_predict_cli_one_line_errors(repository, tmp_path):
-    bad = tmp_path / "bad.csv"
-    bad.write_text("cylinders,weight\n4,2000\n")
-    with pytest.raises(PredictError, match="lacks column"):
-        predict_csv(repository / "auto-mpg", bad, tmp_path / "out.csv")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "serve",
-            "predict",
-            "--model",
-            str(repository / "auto-mpg"),
-            "--csv",
-            str(bad),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
-    assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-
-
 SERVE_WITHOUT_TORCH = """
 import json, sys, threading, time, urllib.request
 import uvicorn
 from serve.app import App, ServerConfig
-from serve.predict import predict_csv
+from serve.predict import predict_table  # batch prediction stays torch-free too
 app = App(ServerConfig(repository=sys.argv[1]), log=lambda line: None)
 server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
 thread = threading.Thread(target=server.run, daemon=True)
