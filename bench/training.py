@@ -4,6 +4,7 @@ rows/s of this project's loop vs scikit-learn's `fit` (its fastest SGD path)."""
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 
@@ -161,7 +162,7 @@ def scale_case(n_rows: int, n_features: int = 32, hidden=(64, 64), batch_size: i
             model.partial_fit(x[batch], y[batch], classes=[0, 1, 2])
         partial = n_rows / (time.perf_counter() - start)
     widths = [n_features, *hidden, 3]
-    macs = sum(a * b for a, b in zip(widths, widths[1:]))  # multiply-adds per row, forward
+    macs = sum(a * b for a, b in itertools.pairwise(widths))  # multiply-adds per row, forward
     gflops = 6 * macs * ours / 1e9  # forward 2 FLOPs per multiply-add, backward about twice that
     peak_small = matmul_gflops(batch_size, hidden[0], hidden[1])
     peak_large = matmul_gflops(2048, 2048, 2048, repeats=5)
@@ -184,12 +185,16 @@ def scale_case(n_rows: int, n_features: int = 32, hidden=(64, 64), batch_size: i
         [
             ("ours (train_one_epoch)", f"{ours:,.0f}", "1.00x"),
             ("scikit-learn MLPClassifier.fit (sgd, max_iter=1)", f"{fit:,.0f}", f"{ours / fit:.2f}x"),
-            ("scikit-learn partial_fit per batch (weaker anchor)", f"{partial:,.0f}", f"{ours / partial:.2f}x"),
+            (
+                "scikit-learn partial_fit per batch (weaker anchor)",
+                f"{partial:,.0f}",
+                f"{ours / partial:.2f}x",
+            ),
         ],
     )
     text += (
-        f"\n   ours: {gflops:.1f} GFLOP/s achieved; this machine's float32 matmul: {peak_small:.0f} GFLOP/s at "
-        f"{batch_size}x{hidden[0]}x{hidden[1]}, {peak_large:.0f} GFLOP/s at 2048x2048x2048"
+        f"\n   ours: {gflops:.1f} GFLOP/s achieved; this machine's float32 matmul: {peak_small:.0f} "
+        f"GFLOP/s at {batch_size}x{hidden[0]}x{hidden[1]}, {peak_large:.0f} GFLOP/s at 2048x2048x2048"
     )
     return result, text
 
