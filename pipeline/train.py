@@ -33,6 +33,7 @@ from pipeline.resume import Resume
 from pipeline.tasks import TASKS
 
 COMPILE_ROWS = 200_000  # training rows from which compiling the step may pay for its seconds
+PROBE_STEPS = 30  # timed steps per candidate when choosing between eager and compiled
 
 
 @dataclass
@@ -55,17 +56,51 @@ def make_optimizer(parameters, config: RunConfig) -> torch.optim.SGD:
     )
 
 
-def training_step(mlp: nn.Module, loss_fn: nn.Module, optimizer, rows: int, job: Dist = SINGLE):
+def training_step(mlp: nn.Module, loss_fn: nn.Module, optimizer, probe: list, rows: int, job: Dist = SINGLE):
     """`loss_of(encoded, target)`: the loss on the MLP's logits, eager, or compiled with torch.compile
-    (forward and backward each become one compiled graph) when the table is large enough for the compile
-    to pay and a few timed steps show the compiled one faster. Any compile failure falls back to eager."""
+    (forward and backward each become one compiled graph, for full batches; a last, shorter batch runs
+    eager). Compiling costs seconds, so it is tried only for tables of COMPILE_ROWS training rows or
+    more, and kept only when timed steps on `probe` (a few real batches) show it faster; the weights and
+    optimizer state are restored after the timing. A compile that fails falls back to eager."""
 
     def eager(encoded: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return loss_fn(mlp(encoded), target)
 
-    if rows < COMPILE_ROWS or job.world > 1:
+    if rows < COMPILE_ROWS or job.world > 1 or not probe:
         return eager
-    return eager  # (the compiled step is chosen below once measured)
+    size = len(probe[0][0])
+    compiled_loss = torch.compile(eager, dynamic=False)
+
+    def compiled(encoded: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return compiled_loss(encoded, target) if len(encoded) == size else eager(encoded, target)
+
+    saved = copy.deepcopy((mlp.state_dict(), optimizer.state_dict(), torch.get_rng_state()))
+    try:
+        seconds = {
+            name: step_seconds(step, optimizer, probe)
+            for name, step in (("compiled", compiled), ("eager", eager))
+        }
+    except Exception:  # inductor reports a missing or broken toolchain many ways: train eager
+        seconds = {"eager": 0.0}
+    finally:
+        mlp.load_state_dict(saved[0])
+        optimizer.load_state_dict(saved[1])
+        torch.set_rng_state(saved[2])
+    return compiled if seconds.get("compiled", math.inf) < seconds["eager"] else eager
+
+
+def step_seconds(step, optimizer, probe: list) -> float:
+    """Median seconds of a training step over `probe`, after one untimed pass (compiles, warms caches)."""
+    times = []
+    for timed in (False, True):
+        for encoded, target in probe:
+            start = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            step(encoded, target).backward()
+            optimizer.step()
+            if timed:
+                times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def train_one_epoch(
@@ -170,6 +205,20 @@ def training_batches(
     )
 
 
+def probe_batches(model: TabularModel, dataset, config: RunConfig, steps: int = PROBE_STEPS) -> list:
+    """The first training rows as `steps` encoded batches, to time step candidates on (no shuffling:
+    the epochs' random streams are untouched)."""
+    if dataset.rows["train"] < COMPILE_ROWS or dataset.streamed:
+        return []
+    task, (mean, std) = TASKS[model.spec.task], scale_of(model)
+    rows = dataset.splits["train"][: steps * config.batch_size]
+    with torch.no_grad():
+        encoded = model.preprocess(torch.from_numpy(dataset.x[rows]))
+    target = task.loss_target(torch.from_numpy(dataset.y[rows]), mean, std)
+    size = config.batch_size
+    return [(encoded[k : k + size], target[k : k + size]) for k in range(0, len(rows) - size + 1, size)]
+
+
 def split_chunks(dataset: Dataset | StreamingDataset, split: str = "val"):
     return read_ahead(iter(dataset.chunks(split))) if dataset.streamed else dataset.chunks(split)
 
@@ -193,6 +242,9 @@ def fit(
     optimizer = make_optimizer(model.mlp.parameters(), config)
     generator = torch.Generator().manual_seed(config.seed)
     batches = training_batches(model, dataset, config, generator, job)
+    step = training_step(
+        model.mlp, loss_fn, optimizer, probe_batches(model, dataset, config), dataset.rows["train"], job
+    )
 
     history, best_loss, best_state = History(), math.inf, copy.deepcopy(model.state_dict())
     first_epoch, stopped = 1, False
@@ -210,7 +262,7 @@ def fit(
         if stopped:
             break
         start = time.perf_counter()
-        train_loss = train_one_epoch(trained, batches.epoch(epoch), loss_fn, optimizer, job)
+        train_loss = train_one_epoch(trained, batches.epoch(epoch), loss_fn, optimizer, job, step)
         history.epoch_seconds.append(time.perf_counter() - start)
         scores = evaluate(model, split_chunks(dataset), dataset.class_names, job)
         history.train_loss.append(train_loss)
