@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SECTIONS = ("inprocess", "http", "training", "predict", "makeall")
+SECTIONS = ("inprocess", "http", "training", "data", "predict", "makeall")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +74,19 @@ def main(argv: list[str] | None = None) -> int:
                     [0] if args.quick else [0, 1, 2, 3, 4],
                     Path(runs),
                     scale_rows=20_000 if args.quick else 1_000_000,
+                )
+                scaling, scaling_text = training.scaling_case(Path(runs), 50_000 if args.quick else 1_000_000)
+                results[section]["scaling"] = scaling
+                text += scaling_text
+        elif section == "data":
+            from bench import data
+
+            with tempfile.TemporaryDirectory(prefix="bench-data-") as workdir:
+                results[section], text = data.run_section(
+                    Path(workdir),
+                    rows=50_000 if args.quick else 1_000_000,
+                    big_rows=200_000 if args.quick else 20_000_000,
+                    rounds=1 if args.quick else 3,
                 )
         elif section == "predict":
             try:

@@ -27,13 +27,9 @@ NUMERIC = [f"x{k:02d}" for k in range(N_NUMERIC)]
 
 def table_config(path: str | Path) -> dict:
     """RunConfig fields that train a model on the table at `path` (binary target `label`)."""
-    from pipeline.config import FIELDS
-
-    # The table's key is `csv` until the reader takes `--data`; use whichever RunConfig has.
-    source = "data" if "data" in FIELDS else "csv"
     return {
         "name": Path(path).name.split(".")[0],
-        source: str(path),
+        "data": str(path),
         "target": "label",
         "task": "binary",
         "categorical": ["colour", "city"],

@@ -218,3 +218,46 @@ def matmul_gflops(m: int, k: int, n: int, repeats: int = 2000) -> float:
             torch.mm(a, b, out=out)
         best = max(best, 2 * m * k * n * repeats / (time.perf_counter() - start) / 1e9)
     return best
+
+
+def scaling_case(workdir, n_rows: int, batch_size: int = 512) -> tuple[dict, str]:
+    """One epoch of `pipeline train` on a synthetic Parquet table (32 numeric columns, 3 classes, hidden
+    (64, 64), global batch `batch_size`): one process with 2 threads against 2 processes (torchrun, gloo)
+    with 1 thread each. No target: on a 2-core machine it is the baseline for a bigger one."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    workdir = Path(workdir)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n_rows, 32)).astype(np.float32)
+    label = (x[:, :3] @ rng.normal(size=(3, 3))).argmax(1)
+    path = workdir / "scaling.parquet"
+    pq.write_table(pa.table({**{f"x{j:02d}": x[:, j] for j in range(32)}, "label": label}), path)
+    root = Path(__file__).resolve().parents[1]
+    results, rows = {}, []
+    for label_, processes in (("1 process x 2 threads", 1), ("2 processes x 1 thread", 2)):
+        runs = workdir / f"runs-{processes}"
+        command = [
+            sys.executable, "-m", "pipeline", "train", "--data", str(path), "--target", "label",
+            "--task", "multiclass", "--hidden", "64,64", "--epochs", "1", "--quiet", "--runs-dir", str(runs),
+            "--batch-size", str(batch_size // processes), "--nproc", str(processes),
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        subprocess.run(command, check=True, cwd=root, env=env, capture_output=True)
+        report = json.loads((runs / "scaling" / "report.json").read_text())
+        rate = report["rows"]["train"] / report["history"]["epoch_seconds"][0]
+        results[label_] = {"train_rows_per_s": rate, "accuracy": report["test_metrics"]["accuracy"]}
+        rows.append((label_, f"{rate:,.0f}", f"{report['test_metrics']['accuracy']:.3f}"))
+    text = table(
+        f"data-parallel scaling on this 2-core machine: {n_rows:,} rows, global batch {batch_size}, "
+        "one epoch (reported, no target)",
+        ("layout", "train rows/s", "test accuracy"),
+        rows,
+    )
+    return results, text

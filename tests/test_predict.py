@@ -26,7 +26,7 @@ from serve.model import Model
 from serve.predict import PredictError, predict_table
 from tests.conftest import ROOT, run_cli
 
-AUTO_MPG = builtin_config("auto-mpg").csv
+AUTO_MPG = builtin_config("auto-mpg").data
 
 
 def read_rows(path) -> tuple[list[str], list[list[str]]]:
@@ -87,7 +87,7 @@ def synthetic_model(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 @pytest.mark.parametrize("name", builtin_names())
 def test_batch_prediction_matches_the_runtime_row_for_row(repository, tmp_path, name, fmt):
-    source = builtin_config(name).csv
+    source = builtin_config(name).data
     header, rows = read_rows(source)
     data = source
     if fmt == "parquet":  # columns typed as Arrow infers them: int64, and double with nulls for blanks
@@ -231,7 +231,7 @@ def test_a_hive_partitioned_parquet_directory_is_one_table(repository, tmp_path)
 
 
 def test_keep_columns_come_first_and_parquet_output_round_trips(repository, tmp_path):
-    source = builtin_config("zoo-multiclass").csv
+    source = builtin_config("zoo-multiclass").data
     header, rows = read_rows(source)
     as_csv, as_parquet = tmp_path / "out.csv", tmp_path / "out.parquet"
     predict_table(repository / "zoo-multiclass", source, as_csv, keep=["animal_name", "legs"])
@@ -257,7 +257,7 @@ def test_csv_on_standard_output_and_an_empty_table(repository, tmp_path):
         "--model",
         str(repository / "zoo-mammal"),
         "--data",
-        builtin_config("zoo-mammal").csv,
+        builtin_config("zoo-mammal").data,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
