@@ -148,13 +148,14 @@ def evaluate(
     mean, std = scale_of(model)
     loss_fn = task.make_loss(reduction="sum")
     metrics = task.metrics(class_names)
+    device = next(model.mlp.parameters()).device
     loss, rows = 0.0, 0
     for x, y in chunks:
-        logits = model.mlp(model.preprocess(torch.from_numpy(x)))
-        target = task.loss_target(torch.from_numpy(y), mean, std)
+        logits = model.mlp(model.preprocess(torch.from_numpy(x).to(device)))
+        target = task.loss_target(torch.from_numpy(y), mean, std).to(device)
         loss += loss_fn(logits, target).item() / (target.shape[1] if target.dim() > 1 else 1)
         outputs = dict(zip(task.output_names, model.head(logits)))
-        metrics.update(y, outputs[task.decision].numpy().reshape(len(y), -1)[:, 0])
+        metrics.update(y, outputs[task.decision].cpu().numpy().reshape(len(y), -1)[:, 0])
         rows += len(y)
     if job.world > 1:
         parts = job.gather((loss, rows, metrics))
@@ -178,7 +179,8 @@ def training_batches(
 
     def encode(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
-            return model.preprocess(torch.from_numpy(x)), task.loss_target(torch.from_numpy(y), mean, std)
+            encoded = model.preprocess(torch.from_numpy(x).to(job.device))
+            return encoded, task.loss_target(torch.from_numpy(y), mean, std).to(job.device)
 
     if not dataset.streamed:
         global_batch = config.batch_size * job.world
@@ -236,6 +238,7 @@ def fit(
     restores the best weights."""
     task = TASKS[model.spec.task]
     loss_fn = task.make_loss()
+    model.to(job.device)  # NCCL: this process's GPU; gloo: the CPU
     trained = model.mlp
     if job.world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(model.mlp)
@@ -298,5 +301,5 @@ def fit(
             )
     bar.close()
     model.load_state_dict(best_state)
-    model.eval()
+    model.cpu().eval()  # checkpoints and exports take the CPU module
     return history

@@ -231,3 +231,15 @@ def test_stream_batches_take_whole_steps_across_buffers_and_pad_short_shards():
     assert [len(s[0]) for s in steps] == [4] * 7 + [2] + [0, 0, 0, 0]  # 12 steps: the longer shard's
     assert sorted(v for s in steps for v in s[1].tolist()) == list(range(30))
     assert [s[2] for s in steps] == [8] * 7 + [6, 4, 4, 4, 1]
+
+
+@pytest.mark.cuda
+def test_nccl_on_two_gpus_gives_the_weights_of_gloo(two_processes, tmp_path):
+    if torch.cuda.device_count() < 2:
+        pytest.skip("NCCL needs one GPU per process: fewer than 2 CUDA devices visible")
+    result = pipeline(
+        *SHORT, "--batch-size", "32", "--nproc", "2", "--backend", "nccl", "--runs-dir", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "on 2 processes (nccl)" in result.stdout  # the work ran on the GPUs' backend
+    assert_same_weights(weights(tmp_path), weights(two_processes), atol=1e-4)
