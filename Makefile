@@ -6,6 +6,11 @@ RUNS ?= runs
 MODEL ?=
 comma := ,
 MODEL_FLAGS := $(foreach m,$(subst $(comma), ,$(MODEL)),--model $(m))
+# Your own table: make all DATA=file.csv TARGET=column [ARGS="--epochs 50 ..."]
+DATA ?=
+TARGET ?=
+ARGS ?=
+TABLE_FLAGS := $(if $(DATA),--data $(DATA) --target $(TARGET),) $(ARGS)
 
 .DEFAULT_GOAL := all
 REPOSITORY ?= models
@@ -15,21 +20,22 @@ GRPC_PORT ?= 8001
 WORKERS ?= 1
 CSV ?=
 OUT ?=
-.PHONY: install all train export verify serve predict bench test test-gpu fuzz soak lint proto clean
+KEEP ?=
+.PHONY: install all train export verify serve predict bench test test-gpu fuzz soak mutants lint proto clean
 
 # Idempotent: the stamp is newer than pyproject.toml once everything is installed.
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23.1"
-	$(PY) -m pip install --quiet -e ".[train,dev]"
+	$(PY) -m pip install --quiet -e ".[train,batch,dev]"
 	touch $@
 
 all: install
-	$(PY) -m export all --runs-dir $(RUNS) --repository $(REPOSITORY) $(MODEL_FLAGS)
+	$(PY) -m export all --runs-dir $(RUNS) --repository $(REPOSITORY) $(MODEL_FLAGS) $(TABLE_FLAGS)
 
 train: install
-	$(PY) -m pipeline train --runs-dir $(RUNS) $(MODEL_FLAGS)
+	$(PY) -m pipeline train --runs-dir $(RUNS) $(MODEL_FLAGS) $(TABLE_FLAGS)
 
 export: install
 	$(PY) -m export export --runs-dir $(RUNS) --repository $(REPOSITORY) $(MODEL_FLAGS)
@@ -41,10 +47,10 @@ serve: install
 	$(PY) -m serve serve --repository $(REPOSITORY) --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) \
 		--workers $(WORKERS)
 
-# make predict MODEL=auto-mpg CSV=cars.csv [OUT=predictions.csv]
+# make predict MODEL=auto-mpg DATA=cars.csv [OUT=predictions.csv|.parquet] [KEEP=car_name] (CSV= works too)
 predict: install
-	@test -n "$(MODEL)" -a -n "$(CSV)" || { echo "usage: make predict MODEL=name CSV=file.csv [OUT=out.csv]" >&2; exit 2; }
-	$(PY) -m serve predict --model $(REPOSITORY)/$(MODEL) --csv $(CSV) $(if $(OUT),--out $(OUT),)
+	@test -n "$(MODEL)" -a -n "$(DATA)$(CSV)" || { echo "usage: make predict MODEL=name DATA=file|dir|'glob' [OUT=out.csv|out.parquet] [KEEP=col,...]" >&2; exit 2; }
+	$(PY) -m serve predict --model $(REPOSITORY)/$(MODEL) --data "$(or $(DATA),$(CSV))" $(if $(OUT),--out $(OUT),) $(if $(KEEP),--keep $(KEEP),)
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[bench]"
@@ -68,6 +74,10 @@ fuzz: install
 
 soak: install
 	SOAK_SECONDS=60 FAULT_KILLS=20 $(PY) -m pytest -q -s tests/test_soak.py tests/test_faults.py -k "not fuzz"
+
+# Plants each known bug alone in a temporary copy and checks that its tests fail (README: "Planted bugs").
+mutants: install
+	$(PY) tests/mutations.py
 
 lint: install
 	$(PY) -m ruff check .

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SECTIONS = ("inprocess", "http", "grpc", "training", "makeall")
+SECTIONS = ("inprocess", "http", "grpc", "training", "data", "predict", "makeall")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +81,30 @@ def main(argv: list[str] | None = None) -> int:
                     Path(runs),
                     scale_rows=20_000 if args.quick else 1_000_000,
                 )
+                scaling, scaling_text = training.scaling_case(Path(runs), 50_000 if args.quick else 1_000_000)
+                results[section]["scaling"] = scaling
+                text += scaling_text
+        elif section == "data":
+            from bench import data
+
+            with tempfile.TemporaryDirectory(prefix="bench-data-") as workdir:
+                results[section], text = data.run_section(
+                    Path(workdir),
+                    rows=50_000 if args.quick else 1_000_000,
+                    big_rows=200_000 if args.quick else 20_000_000,
+                    rounds=1 if args.quick else 3,
+                )
+        elif section == "predict":
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                print("\n== predict: skipped (pyarrow not installed: pip install -e '.[batch]')")
+                continue
+            from bench import batch_predict
+
+            results[section], text = batch_predict.run(
+                n_rows=50_000 if args.quick else 1_000_000, rounds=1 if args.quick else 3
+            )
         elif section == "makeall":
             from bench import makeall
 

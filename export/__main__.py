@@ -8,7 +8,8 @@ from pathlib import Path
 
 from export.run import export_run, summary_table, verify_published
 from export.verify import VerificationError
-from pipeline.config import builtin_config, builtin_names, selected_models
+from pipeline.cli import add_config_flags, add_model_flags, configs_from_args
+from pipeline.config import load_config, selected_models
 from pipeline.errors import PipelineError
 from pipeline.run import compile_run, train_run
 
@@ -19,16 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     for command, text in (
         ("export", "export trained runs to the model repository, verified"),
         ("verify", "re-verify published models against their checkpoints"),
-        ("all", "train, compile, export and verify the built-in models; print a summary"),
+        ("all", "train, compile, export and verify (the built-in models, or your table); print a summary"),
     ):
-        sub = commands.add_parser(command, help=text)
-        sub.add_argument(
-            "--model",
-            action="append",
-            default=[],
-            help=f"model name (repeatable; default the built-ins: {', '.join(builtin_names())})",
-        )
-        sub.add_argument("--runs-dir", type=Path, default=Path("runs"), help="training runs (default runs/)")
+        sub = commands.add_parser(command, help=text, description=text)
+        add_model_flags(sub)
         sub.add_argument(
             "--repository", type=Path, default=Path("models"), help="the model repository (default models/)"
         )
@@ -37,27 +32,34 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="publish as the next version and keep older ones (default: replace version 1)",
         )
-        sub.add_argument("--quiet", action="store_true", help="no training progress bar")
+        if command == "all":
+            add_config_flags(sub)
     return parser
+
+
+def model_names(args) -> list[str]:
+    if args.config:
+        return [load_config(args.config).name]
+    return selected_models(args.model)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    names = selected_models(args.model)
     try:
         manifests = []
-        for name in names:
-            run_dir = args.runs_dir / name
-            if args.command == "verify":
-                verify_published(run_dir, args.repository)
-                continue
-            if args.command == "all":
-                train_run(builtin_config(name), args.runs_dir, progress=not args.quiet)
-                compile_run(run_dir)
-            manifests.append(export_run(run_dir, args.repository, args.keep_versions))
         if args.command == "all":
+            for config in configs_from_args(args):
+                train_run(config, args.runs_dir, progress=not args.quiet)
+                compile_run(args.runs_dir / config.name)
+                manifests.append(export_run(args.runs_dir / config.name, args.repository, args.keep_versions))
             print()
             print(summary_table(manifests))
+            return 0
+        for name in model_names(args):
+            if args.command == "verify":
+                verify_published(args.runs_dir / name, args.repository)
+            else:
+                export_run(args.runs_dir / name, args.repository, args.keep_versions)
         return 0
     except (PipelineError, VerificationError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -3,31 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-import typing
-from pathlib import Path
 
-from pipeline.config import (
-    FIELDS,
-    HINTS,
-    builtin_config,
-    builtin_names,
-    config_from_dict,
-    load_config,
-    selected_models,
-)
+from pipeline.cli import add_config_flags, add_launch_flags, add_model_flags, configs_from_args
+from pipeline.config import load_config, selected_models
 from pipeline.errors import PipelineError
-
-
-def parse_field(name: str, text: str):
-    hint = HINTS[name]
-    item = typing.get_args(hint)[0] if typing.get_origin(hint) is list else hint
-    try:
-        if typing.get_origin(hint) is list:
-            return [item(v.strip()) for v in text.split(",") if v.strip()]
-        return item(text)
-    except ValueError:
-        raise PipelineError(f"--{name.replace('_', '-')}: {text!r} is not a valid {item.__name__}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,43 +19,41 @@ def build_parser() -> argparse.ArgumentParser:
         ("compile", "torch.compile trained models and check them against eager"),
         ("all", "train, then compile and check, then print a summary"),
     ):
-        sub = commands.add_parser(command, help=text)
-        sub.add_argument(
-            "--model",
-            action="append",
-            default=[],
-            help=f"built-in model (repeatable; default all: {', '.join(builtin_names())})",
-        )
-        sub.add_argument("--config", type=Path, help="a TOML config file for your own table")
-        sub.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs go (default runs/)")
-        sub.add_argument("--quiet", action="store_true", help="no progress bar")
+        sub = commands.add_parser(command, help=text, description=text)
+        add_model_flags(sub)
         if command != "compile":
-            fields = sub.add_argument_group("config fields (override the config file; lists comma-separated)")
-            for name in FIELDS:
-                fields.add_argument(f"--{name.replace('_', '-')}", dest=f"field_{name}", metavar="VALUE")
+            add_launch_flags(sub)
+            add_config_flags(sub)
     return parser
 
 
-def configs_from_args(args) -> list:
-    overrides = {
-        name: parse_field(name, getattr(args, f"field_{name}"))
-        for name in FIELDS
-        if getattr(args, f"field_{name}", None) is not None
-    }
-    if args.config:
-        return [load_config(args.config, overrides)]
-    if overrides.get("csv"):  # a table given entirely by flags
-        overrides.setdefault("name", Path(overrides["csv"]).stem)
-        return [config_from_dict(overrides, "command line").resolve(Path.cwd())]
-    names = selected_models(args.model)
-    return [builtin_config(name, overrides) for name in names]
+def without_launch_flags(argv: list[str]) -> list[str]:
+    """The arguments each worker gets: the same, less the ones that start the workers."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--nproc", "--max-restarts"):
+            skip = True
+        elif not arg.startswith(("--nproc=", "--max-restarts=")):
+            kept.append(arg)
+    return kept
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    if getattr(args, "nproc", 1) > 1 and "WORLD_SIZE" not in os.environ:
+        from pipeline.distributed import launch
+
+        return launch(without_launch_flags(argv), args.nproc, args.max_restarts)
+    from pipeline.distributed import SINGLE, from_environment, shutdown
     from pipeline.run import builtin_summary, compile_run, train_run
 
+    job = SINGLE
     try:
+        if args.command != "compile":
+            job = from_environment(args.backend)
         if args.command == "compile":
             names = selected_models(args.model)
             if args.config:
@@ -85,20 +64,23 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         reports = []
         for config in configs_from_args(args):
-            report = train_run(config, args.runs_dir, progress=not args.quiet)
-            if args.command == "all":
+            report = train_run(config, args.runs_dir, progress=not args.quiet, job=job)
+            if args.command == "all" and job.is_main:
                 report = compile_run(args.runs_dir / config.name)
             reports.append(report)
-        if args.command == "all":
+        if args.command == "all" and job.is_main:
             print()
             print(builtin_summary(reports))
         return 0
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        rank = f"rank {job.rank}: " if job.world > 1 else ""
+        print(f"error: {rank}{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        shutdown(job)
 
 
 if __name__ == "__main__":

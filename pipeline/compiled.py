@@ -62,6 +62,7 @@ def check_compiled(model: TabularModel, rows: np.ndarray, log=print) -> dict:
         compiled_outputs,
         {n: OUTPUT_DTYPES[n] for n in names},
         threshold=model.spec.threshold,
+        allowance=parity.run_batches(parity.roundoff(model), rows),
     )
     if not all(d.passed for d in diffs):
         raise parity.ParityError("torch.compile", diffs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 import sys
 import typing
@@ -22,15 +23,18 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 @dataclass
 class RunConfig:
-    name: str = ""  # model name in the repository, [A-Za-z0-9_.-]+
-    csv: str = ""  # the table; a relative path resolves against the config file's folder
+    name: str = ""  # model name in the repository, [A-Za-z0-9_.-]+ (default: the table's file name)
+    data: str = ""  # the table: a CSV or Parquet file, a directory or a glob (relative to the config file)
     target: str = ""  # the column to predict
-    task: str = ""  # binary | multiclass | regression
+    task: str = ""  # binary | multiclass | regression; inferred from the target when empty
     positive: str = ""  # binary: the target value that is the positive class (else exactly two values)
     class_names: list[str] = field(default_factory=list)  # display names in class order (binary: [neg, pos])
-    class_names_csv: str = ""  # two-column CSV (class value, display name); relative like `csv`
-    categorical: list[str] = field(default_factory=list)  # columns one-hot encoded (numeric codes or text)
+    class_names_csv: str = ""  # two-column CSV (class value, display name); relative like `data`
+    categorical: list[str] = field(default_factory=list)  # columns one-hot encoded (text ones are inferred)
     ignore: list[str] = field(default_factory=list)  # identifier columns left out of the features
+    delimiter: str = ","  # CSV field separator
+    max_categories: int = 100  # per categorical column; the rarest beyond it encode like unseen ones
+    memory_budget: str = "auto"  # cache the encoded table when it fits (auto: a quarter of the memory)
     hidden: list[int] = field(default_factory=lambda: [32])  # hidden layer sizes
     activation: str = "relu"  # between hidden layers: relu | tanh | sigmoid | none
     dropout: float = 0.0  # dropout after each hidden activation
@@ -49,9 +53,9 @@ class RunConfig:
         check_types(self)
 
     def resolve(self, base: Path) -> RunConfig:
-        """Copy with `csv` and `class_names_csv` made absolute against `base`."""
+        """Copy with `data` and `class_names_csv` made absolute against `base`."""
         out = dataclasses.replace(self)
-        for key in ("csv", "class_names_csv"):
+        for key in ("data", "class_names_csv"):
             value = getattr(out, key)
             if value and not Path(value).is_absolute():
                 setattr(out, key, str((base / value).resolve()))
@@ -63,11 +67,11 @@ class RunConfig:
 
         if not self.name or not MODEL_NAME.fullmatch(self.name):
             raise PipelineError(f"model name {self.name!r} must match [A-Za-z0-9_.-]+")
-        if not self.csv:
-            raise PipelineError("no table given: set `csv` in the config or pass --csv FILE")
+        if not self.data:
+            raise PipelineError("no table given: set `data` in the config or pass --data FILE")
         if not self.target:
             raise PipelineError("no target column given: set `target` or pass --target COLUMN")
-        if self.task not in TASKS:
+        if self.task and self.task not in TASKS:
             raise PipelineError(f"task {self.task!r} must be one of: {', '.join(TASKS)}")
         if self.activation not in ("relu", "tanh", "sigmoid", "none"):
             raise PipelineError(f"activation {self.activation!r} must be relu, tanh, sigmoid or none")
@@ -84,10 +88,22 @@ class RunConfig:
             raise PipelineError(f"threshold must be in (0, 1), got {self.threshold}")
         if self.target in self.categorical or self.target in self.ignore:
             raise PipelineError(f"target {self.target!r} cannot also be categorical or ignored")
+        if len(self.delimiter) != 1:
+            raise PipelineError(f"delimiter must be one character, got {self.delimiter!r}")
+        if self.max_categories < 1:
+            raise PipelineError(f"max_categories must be positive, got {self.max_categories}")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 HINTS = typing.get_type_hints(RunConfig)
+ALIASES = {"csv": "data"}  # older key → field
+
+
+def field_help() -> dict[str, str]:
+    """Each field's one-line comment in the class body above: the help text of its flag."""
+    source = inspect.getsource(RunConfig)
+    found = dict(re.findall(r"^    (\w+): [^=]+=.*?  # (.+)$", source, flags=re.MULTILINE))
+    return {name: found[name] for name in FIELDS}
 
 
 def check_types(config: RunConfig) -> None:
@@ -109,6 +125,7 @@ def check_types(config: RunConfig) -> None:
 
 
 def config_from_dict(values: dict, source: str) -> RunConfig:
+    values = {ALIASES.get(k, k): v for k, v in values.items()}
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise PipelineError(f"{source}: unknown config key(s) {', '.join(unknown)}")

@@ -16,22 +16,36 @@ from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.compiled import check_compiled
 from pipeline.config import RunConfig, describe
 from pipeline.data import load_dataset
+from pipeline.distributed import SINGLE, Dist
 from pipeline.errors import PipelineError
 from pipeline.files import publish_dir, staging_dir
 from pipeline.models import ModelSpec, TabularModel
 from pipeline.report import plot_curves, read_json, write_json
+from pipeline.resume import Resume
 from pipeline.tasks import TASKS
-from pipeline.train import evaluate, fit
+from pipeline.train import evaluate, fit, split_chunks
 
 HELD_OUT_ROWS = 1024  # test rows kept in the checkpoint for parity checks later
 
 
-def train_run(config: RunConfig, runs_dir: Path, progress: bool = True, log=print) -> dict:
-    """Train one model and publish its run directory; returns the report."""
+def quiet(*args) -> None:
+    pass
+
+
+def train_run(
+    config: RunConfig, runs_dir: Path, progress: bool = True, log=print, job: Dist = SINGLE
+) -> dict:
+    """Train one model and publish its run directory; returns the report. With several processes
+    (`job`), every one trains and rank 0 alone writes the run."""
     config.validate()
-    log(f"{config.name}: {config.task} on {Path(config.csv).name} → {config.target}")
+    if not job.is_main:
+        log = quiet
+    task_name = config.task or "task to infer"
+    where = f" on {job.world} processes ({job.backend.name})" if job.world > 1 else ""
+    log(f"{config.name}: {task_name} on {Path(config.data).name} → {config.target}{where}")
     log(describe(config))
-    dataset = load_dataset(config, log)
+    dataset = load_dataset(config, log, job)
+    config = dataclasses.replace(config, task=dataset.task)  # the run records the inferred task
     task = TASKS[config.task]
     mean, std = dataset.target_scale() if not task.is_classifier else (0.0, 1.0)
     spec = ModelSpec(
@@ -47,20 +61,22 @@ def train_run(config: RunConfig, runs_dir: Path, progress: bool = True, log=prin
     )
     torch.manual_seed(config.seed)
     model = TabularModel(spec)
+    files = dataset.table.files if dataset.streamed else []
+    resume = Resume.for_run(runs_dir, config.name, dataclasses.asdict(config), job.world, files)
     start = time.perf_counter()
-    history = fit(model, dataset, config, progress=progress)
+    history = fit(model, dataset, config, progress=progress, job=job, resume=resume, log=log)
     seconds = time.perf_counter() - start
     if history.best_epoch == 0:
         raise PipelineError(
             f"{config.name}: training diverged in the first epoch; lower `lr` (now {config.lr})"
         )
-    test = dataset.splits["test"]
-    metrics = evaluate(model, dataset.x[test], dataset.y[test], dataset.class_names)
+    metrics = evaluate(model, split_chunks(dataset, "test"), dataset.class_names, job)
     report = {
         "name": config.name,
         "task": config.task,
         "config": dataclasses.asdict(config),
-        "rows": {split: len(idx) for split, idx in dataset.splits.items()},
+        "rows": dict(dataset.rows),
+        "streamed": dataset.streamed,
         "dropped_rows": dataset.dropped,
         "train_seconds": seconds,
         "epochs_run": len(history.train_loss),
@@ -70,8 +86,11 @@ def train_run(config: RunConfig, runs_dir: Path, progress: bool = True, log=prin
         "class_names": dataset.class_names,
         "target_names": dataset.target_names,
     }
-    held_out = torch.from_numpy(dataset.x[test][:HELD_OUT_ROWS].copy())
+    held_out = np.concatenate(job.gather(dataset.held_out(HELD_OUT_ROWS)))[:HELD_OUT_ROWS]
     run_dir = runs_dir / config.name
+    if not job.is_main:
+        job.barrier()  # rank 0 publishes
+        return report
     staged = staging_dir(run_dir)
     try:
         save_checkpoint(
@@ -81,7 +100,7 @@ def train_run(config: RunConfig, runs_dir: Path, progress: bool = True, log=prin
             class_names=dataset.class_names,
             target_names=dataset.target_names,
             metrics=metrics,
-            held_out=held_out,
+            held_out=torch.from_numpy(held_out),
         )
         write_json(staged / "report.json", report)
         plot_curves(staged / "curves.png", history, task.main_metric, f"{config.name} ({config.task})")
@@ -89,6 +108,9 @@ def train_run(config: RunConfig, runs_dir: Path, progress: bool = True, log=prin
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
+    finally:
+        job.barrier()
+    resume.clear()
     log(f"  {summary_line(report)}; {report['epochs_run']} epochs in {seconds:.1f}s → {run_dir}")
     return report
 

@@ -5,5 +5,6 @@ versions served (`policy`: config.pbtxt's version_policy) and `lifecycle` keeps 
 disk (poll, explicit load/unload); `protocol` decodes and encodes Open Inference Protocol (V2) and V1
 bodies, `batching` merges concurrent requests; `dataplane` is what both transports share, `app` is the
 HTTP server and `grpc_server` (`grpc_protocol`, `grpc_messages`) the gRPC one; `workers` runs several
-server processes on one port; `predict` is batch prediction from a table.
+server processes on one port. `predict` is batch prediction from CSV or Parquet (`tables` reads,
+`batch_encoding` encodes); it needs pyarrow, the `batch` extra, which the servers never import.
 """

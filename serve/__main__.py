@@ -1,5 +1,5 @@
-"""Command line: `python -m serve serve` (the HTTP and gRPC server) and `python -m serve predict` (CSV
-batch prediction). Every server flag also reads an environment variable, SERVE_<FLAG>."""
+"""Command line: `python -m serve serve` (the HTTP and gRPC server) and `python -m serve predict` (batch
+prediction from CSV or Parquet). Every server flag also reads an environment variable, SERVE_<FLAG>."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import argparse
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from serve.batching import BatchingConfig
-from serve.errors import BadRequest
-from serve.predict import PredictError, predict_csv
 
 
 def env(name: str, default):
@@ -60,15 +59,36 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--max-batch-rows", type=int, default=env("max_batch_rows", defaults.max_batch_rows))
     server.add_argument("--max-delay-us", type=int, default=env("max_delay_us", defaults.max_delay_us))
     server.add_argument("--max-queue", type=int, default=env("max_queue", defaults.max_queue))
-    predict = commands.add_parser("predict", help="predict every row of a CSV with an exported model")
+    predict = commands.add_parser(
+        "predict",
+        help="predict every row of a CSV or Parquet table with an exported model (needs the batch extra)",
+    )
     predict.add_argument(
         "--model", type=Path, required=True, help="the model's directory, e.g. models/auto-mpg"
     )
     predict.add_argument(
-        "--csv", type=Path, required=True, help="input table (columns named like the features)"
+        "--data",
+        "--csv",
+        dest="data",
+        required=True,
+        help="input table: a CSV or Parquet file, a directory of them (hive partitions too) or a quoted "
+        "glob; columns named like the features",
     )
-    predict.add_argument("--out", type=Path, help="output CSV (default: standard output)")
-    predict.add_argument("--keep", default="", help="input columns to copy into the output (comma-separated)")
+    predict.add_argument(
+        "--out", type=Path, help="output file, .csv or .parquet (default: CSV on standard output)"
+    )
+    predict.add_argument(
+        "--keep", default="", help="input columns copied into the output first (comma-separated)"
+    )
+    predict.add_argument(
+        "--delimiter",
+        help="CSV field separator, one character; \\t for tab (default: tab for .tsv, else a comma)",
+    )
+    predict.add_argument(
+        "--threads",
+        type=int,
+        help="onnxruntime intra-op threads (default: the CPU cores less one, at most 4)",
+    )
     return parser
 
 
@@ -139,17 +159,43 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args, argv)
+    return predict(args)
+
+
+def predict(args) -> int:
     try:
-        keep = [c for c in args.keep.split(",") if c]
-        count = predict_csv(args.model, args.csv, args.out, keep)
-    except (PredictError, BadRequest) as exc:
+        from serve.predict import PredictError, predict_table
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] != "pyarrow":
+            raise
+        print(
+            "error: batch prediction needs pyarrow: pip install 'tabular-deploy[batch]' (or make install)",
+            file=sys.stderr,
+        )
+        return 2
+    delimiter = {"\\t": "\t", "tab": "\t"}.get(args.delimiter, args.delimiter)
+    if delimiter is not None and len(delimiter) != 1:
+        print(f"error: --delimiter must be one character, got {args.delimiter!r}", file=sys.stderr)
+        return 2
+    keep = [c.strip() for c in args.keep.split(",") if c.strip()]
+    start = time.perf_counter()
+    try:
+        count = predict_table(args.model, args.data, args.out, keep, delimiter, args.threads)
+    except PredictError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader (head, less) stopped early
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:
+        print("interrupted" + (f": {args.out} left as it was" if args.out else ""), file=sys.stderr)
+        return 130
     if args.out:
-        print(f"wrote {count} predictions to {args.out}", file=sys.stderr)
+        seconds = time.perf_counter() - start
+        print(
+            f"wrote {count:,} predictions to {args.out} in {seconds:.1f}s ({count / seconds:,.0f} rows/s)",
+            file=sys.stderr,
+        )
     return 0
 
 

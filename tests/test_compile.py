@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
+from pipeline import compiled as compiled_module
 from pipeline import parity
 from pipeline.compiled import torch_predict
 from pipeline.config import builtin_names
+from pipeline.errors import PipelineError
+from pipeline.run import compile_run
 from pipeline.tasks import OUTPUT_DTYPES
+from tests.conftest import quiet
 
 
 @pytest.mark.parametrize("name", builtin_names())
@@ -22,6 +27,25 @@ def test_compiled_matches_eager(compiled_reports, name):
         assert diff["passed"], diff
         assert diff["min_tolerance"] <= parity.ATOL  # the smallest atol = rtol every element passes at
     assert report["eager_batch1_us"] > 0 and report["compiled_batch1_us"] > 0
+
+
+def test_compile_stage_rejects_a_compiled_model_that_differs(runs_dir, tmp_path, monkeypatch):
+    """The stage's own check, not a flag it wrote: when torch.compile hands back a module whose outputs
+    are off by 1e-3, `compile_run` fails with the numbers and records nothing."""
+    run = tmp_path / "zoo-multiclass"
+    shutil.copytree(runs_dir / "zoo-multiclass", run)
+    report_before = (run / "report.json").read_bytes()
+
+    def compile_wrongly(model):
+        perturbed = copy.deepcopy(model)
+        with torch.no_grad():
+            perturbed.mlp[-1].bias += 1e-3
+        return perturbed
+
+    monkeypatch.setattr(compiled_module, "compile_model", compile_wrongly)
+    with pytest.raises(PipelineError, match=r"torch.compile does not match the reference: logits: "):
+        compile_run(run, log=quiet)
+    assert (run / "report.json").read_bytes() == report_before
 
 
 def test_parity_rows_cover_edges_held_out_and_every_batch_size(trained):

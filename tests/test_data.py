@@ -21,7 +21,7 @@ def table(tmp_path, text: str, name="t.csv"):
 
 
 def config(csv: str, **values) -> RunConfig:
-    return RunConfig(csv=csv, **{"name": "t", "target": "y", "task": "binary", **values})
+    return RunConfig(data=csv, **{"name": "t", "target": "y", "task": "binary", **values})
 
 
 def test_zoo_has_seven_named_classes_and_stratified_splits():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 
@@ -11,7 +12,8 @@ import torch
 from numpy.testing import assert_allclose
 
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.data import Feature
+from pipeline.config import builtin_config
+from pipeline.data import Feature, load_dataset
 from pipeline.errors import PipelineError
 from pipeline.models import ModelSpec, Preprocess, TabularModel
 
@@ -71,16 +73,30 @@ def test_heads_follow_the_task_table(task, n_out, names):
         outputs = model(x)
         logits = model.mlp(model.preprocess(x))
     assert model.output_names == names and len(outputs) == len(names)
+    z = logits.numpy().astype(np.float64)  # the expected heads, computed independently in float64
     if task == "binary":
         _, p, label = outputs
-        assert_allclose(p.numpy(), torch.sigmoid(logits).numpy())
-        assert label.dtype == torch.int64 and label.tolist() == (p[:, 0] >= 0.5).long().tolist()
+        sigmoid = 1.0 / (1.0 + np.exp(-z))
+        assert_allclose(p.numpy(), sigmoid, rtol=1e-6, atol=1e-7)
+        assert label.dtype == torch.int64 and label.tolist() == (sigmoid[:, 0] >= 0.5).tolist()
     elif task == "multiclass":
         _, p, label = outputs
-        assert_allclose(p.sum(1).numpy(), 1.0, rtol=1e-6)
-        assert label.tolist() == p.argmax(1).tolist()
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        assert_allclose(p.numpy(), e / e.sum(axis=1, keepdims=True), rtol=1e-6, atol=1e-7)
+        assert label.dtype == torch.int64 and label.tolist() == z.argmax(1).tolist()
     else:
-        assert_allclose(outputs[0].numpy(), logits.numpy() * 5.0 + 20.0, rtol=1e-6)
+        assert_allclose(outputs[0].numpy(), z * 5.0 + 20.0, rtol=1e-6)
+
+
+def test_binary_label_is_positive_at_exactly_the_threshold():
+    """DESIGN §1: label 1 when p >= threshold. A zero logit is p = 0.5 exactly."""
+    spec = ModelSpec("binary", FEATURES, [8], "relu", 0.0, 1, threshold=0.5)
+    model = TabularModel(spec).eval()
+    with torch.no_grad():
+        model.mlp[-1].weight.zero_()
+        model.mlp[-1].bias.zero_()
+        _, p, label = model(torch.tensor([[12.0, 2.0, -1.5], [math.nan, math.nan, math.nan]]))
+    assert p[:, 0].tolist() == [0.5, 0.5] and label.tolist() == [1, 1]
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(trained, tmp_path):
@@ -100,20 +116,25 @@ def test_checkpoint_with_a_pickled_object_is_refused(tmp_path):
         load_checkpoint(path)
 
 
-def test_compiled_wrapper_is_never_saved(trained, tmp_path):
-    model, _ = trained["zoo-mammal"]
-
-    class Wrapper(torch.nn.Module):  # same key layout as torch.compile's OptimizedModule
-        def __init__(self):
-            super().__init__()
-            self._orig_mod = model
-            self.spec = model.spec
-
+def test_compiled_wrapper_is_never_saved(compiled_models, tmp_path):
+    compiled = compiled_models["zoo-mammal"]  # the real torch.compile handle
+    assert any(key.startswith("_orig_mod.") for key in compiled.state_dict())
     with pytest.raises(ValueError, match="eager module"):
-        save_checkpoint(tmp_path / "x.pt", Wrapper())
+        save_checkpoint(tmp_path / "x.pt", compiled)
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
 
 
 def test_held_out_rows_are_in_the_checkpoint(trained):
+    """The checkpoint keeps the test split's raw rows (the parity checks' real inputs): equal to the
+    split that training held out, and rows of the CSV as read independently here."""
     _, payload = trained["zoo-multiclass"]
     held_out = payload["held_out"].numpy()
+    config = builtin_config("zoo-multiclass")
+    dataset = load_dataset(config, log=lambda *args: None)
+    test_rows = dataset.x[dataset.splits["test"]]
     assert held_out.dtype == np.float32 and held_out.shape == (21, 16)
+    assert np.array_equal(held_out, test_rows, equal_nan=True)
+    names = [f["name"] for f in payload["spec"]["features"]]
+    with open(config.data, newline="") as f:
+        csv_rows = {tuple(float(r[n]) for n in names) for r in csv.DictReader(f)}
+    assert {tuple(map(float, row)) for row in held_out} <= csv_rows

@@ -1,8 +1,8 @@
-"""The torch-free runtime: the model class, the repository loader, CSV batch prediction, import hygiene."""
+"""The torch-free runtime: the model class, the repository loader, import hygiene (batch prediction:
+test_predict.py)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -15,10 +15,9 @@ import torch
 from numpy.testing import assert_allclose
 
 from pipeline import parity
-from pipeline.config import builtin_config, builtin_names
+from pipeline.config import builtin_names
 from serve.errors import BadRequest, ModelLoadError
 from serve.model import Model
-from serve.predict import PredictError, predict_csv
 from serve.repository import Repository
 from tests.conftest import ROOT, quiet
 
@@ -35,6 +34,25 @@ def test_predict_equals_the_torch_reference(repository, trained, name):
     assert list(outputs) == list(model.output_names)
     for key, value in expected.items():
         assert_allclose(outputs[key], value, rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize("name", ["zoo-mammal", "zoo-multiclass"])
+def test_served_probabilities_are_the_activation_of_the_served_logits(repository, trained, name):
+    """Computed here in float64 numpy, not by any head of the project: softmax for multiclass, the
+    sigmoid for binary; the label is the argmax, or p >= threshold."""
+    model, payload = trained[name]
+    rows = parity.parity_rows(model.spec.features, payload["held_out"].numpy())[:300]
+    outputs = Model(repository / name).load().predict(rows)
+    z = outputs["logits"].astype(np.float64)
+    if z.shape[1] == 1:
+        p = 0.5 * (1.0 + np.tanh(z / 2.0))  # the sigmoid, without overflow at the ±1e4-σ edge rows
+        label = (p[:, 0] >= model.spec.threshold).astype(np.int64)
+    else:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+        label = z.argmax(axis=1)
+    assert_allclose(outputs["probabilities"], p, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(outputs["label"], label)
 
 
 def test_named_features_use_the_manifests_order_and_category_codes(repository):
@@ -133,51 +151,12 @@ def test_empty_repository_is_never_ready(tmp_path):
     assert not repo.models and not repo.ready
 
 
-def test_predict_csv_streams_in_chunks_and_matches_in_process(repository, tmp_path):
-    source = builtin_config("auto-mpg").csv
-    out = tmp_path / "predictions.csv"
-    count = predict_csv(repository / "auto-mpg", source, out, keep=["car_name"], chunk_rows=7)
-    assert count == 398
-    with open(out, newline="") as f:
-        written = list(csv.DictReader(f))
-    runtime = Model(repository / "auto-mpg").load()
-    with open(source, newline="") as f:
-        rows = [{k: v for k, v in r.items() if k not in ("mpg", "car_name")} for r in csv.DictReader(f)]
-    expected = runtime.describe(runtime.predict(runtime.encode_rows(rows)))
-    assert [w["car_name"] for w in written][:2] == ["chevrolet chevelle malibu", "buick skylark 320"]
-    assert_allclose([float(w["predicted_mpg"]) for w in written], [e["mpg"] for e in expected], rtol=1e-5)
-
-
-def test_predict_cli_one_line_errors(repository, tmp_path):
-    bad = tmp_path / "bad.csv"
-    bad.write_text("cylinders,weight\n4,2000\n")
-    with pytest.raises(PredictError, match="lacks column"):
-        predict_csv(repository / "auto-mpg", bad, tmp_path / "out.csv")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "serve",
-            "predict",
-            "--model",
-            str(repository / "auto-mpg"),
-            "--csv",
-            str(bad),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
-    assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-
-
 SERVE_WITHOUT_TORCH = """
 import json, socket, sys, threading, time, urllib.request
 import grpc, numpy as np, uvicorn
 from serve.app import App, ServerConfig
-from serve.grpc_messages import METHODS, SERVICE, ModelInferRequest, ModelInferResponse
+from serve.grpc_messages import SERVICE, ModelInferRequest, ModelInferResponse
+from serve.predict import predict_table  # batch prediction stays torch-free too
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     grpc_port = s.getsockname()[1]
@@ -197,7 +176,7 @@ with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
     infer = channel.unary_unary(f"/{SERVICE}/ModelInfer", ModelInferRequest.SerializeToString,
                                 ModelInferResponse.FromString)
     label = np.frombuffer(infer(request, timeout=10).raw_output_contents[2], "<i8").tolist()
-training_side = ("torch", "onnx", "onnxscript", "pipeline", "export", "tritonclient", "pyarrow")
+training_side = ("torch", "onnx", "onnxscript", "pipeline", "export", "tritonclient")
 leaked = sorted(m for m in sys.modules if m.split(".")[0] in training_side)
 print(json.dumps({"answer": json.loads(answer), "label": label, "leaked": leaked}), flush=True)
 server.should_exit = True

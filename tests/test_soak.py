@@ -25,6 +25,7 @@ from tests.serving import free_port
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "4"))
 MODEL = "auto-mpg"
+KINDS = ("json", "binary", "v1")  # valid requests; every fourth request is invalid
 
 
 def start_server(repository: Path, *flags: str) -> tuple[subprocess.Popen, int]:
@@ -80,7 +81,7 @@ def build_requests(runtime: Model, n: int = 256) -> list[tuple[str, bytes, dict,
         rows = rows.astype(np.float32)
         rows[:, names.index("origin")] = rng.integers(1, 4, len(rows))
         expected = runtime.predict(rows)["prediction"]
-        kind = ("json", "binary", "v1", "invalid")[k % 4]
+        kind = (*KINDS, "invalid")[k % 4]
         if kind == "json":
             body = json.dumps(
                 {
@@ -166,7 +167,7 @@ async def soak(port: int, requests, seconds: float, concurrency: int = 64):
             status, response_headers, data = await exchange(reader, writer, path, body, headers)
             statuses[(kind, status)] += 1
             problem = check(kind, status, response_headers, data, expected)
-            if problem and not (status == 503 and b"queue is full" in data):
+            if problem:  # a 503 too: with the default queue (2048) and 64 connections it never fills
                 problems.append(problem)
         writer.close()
         await writer.wait_closed()
@@ -199,7 +200,9 @@ def test_soak_mixed_load_every_answer_its_own(repository):
         f"RSS {rss_start:.1f} -> {rss_end:.1f} MB; fds {fds_start} -> {fds_end}"
     )
     assert not problems, problems[:5]
-    assert not any(status >= 500 and status != 503 for (_, status) in statuses)
+    answered = {kind: sum(n for (k, s), n in statuses.items() if k == kind and s == 200) for kind in KINDS}
+    assert all(answered.values()), answered  # every kind of valid request was served, not only refused
+    assert sum(answered.values()) >= 0.6 * total, statuses  # a quarter of the mix is invalid (400)
     window = max(1, len(samples) // 5)  # first and last fifth (10 s each in the 60 s soak)
     assert np.mean(samples[-window:]) <= 1.10 * max(np.mean(samples[:window]), rss_start)
     assert fds_end <= fds_start + 2  # every client connection closed again, nothing leaked

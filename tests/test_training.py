@@ -46,16 +46,25 @@ def test_seeded_runs_are_identical(tmp_path):
 
 
 def test_early_stopping_restores_the_best_epoch(tmp_path):
-    report = train_run(
-        builtin_config("zoo-mammal", {"epochs": 400, "patience": 5, "lr": 0.2}),
-        tmp_path,
-        progress=False,
-        log=quiet,
-    )
+    """Training is seeded, so a run of exactly `best_epoch` epochs ends on the best epoch's weights:
+    the early-stopped run's checkpoint must hold those, not the weights of its last epoch."""
+    overrides = {"epochs": 400, "patience": 5, "lr": 0.2}
+    report = train_run(builtin_config("zoo-mammal", overrides), tmp_path / "a", progress=False, log=quiet)
     history = report["history"]
+    best = history["best_epoch"]
     assert report["epochs_run"] < 400  # stopped early
-    assert report["epochs_run"] - history["best_epoch"] == 5
-    assert min(history["val_loss"]) == history["val_loss"][history["best_epoch"] - 1]
+    assert report["epochs_run"] - best == 5
+    assert min(history["val_loss"]) == history["val_loss"][best - 1]
+    shorter = builtin_config("zoo-mammal", {**overrides, "epochs": best})
+    again = train_run(shorter, tmp_path / "b", progress=False, log=quiet)
+    assert again["epochs_run"] == best and again["history"]["val_loss"] == history["val_loss"][:best]
+    restored, at_best = (
+        torch.load(tmp_path / run / "zoo-mammal" / "checkpoint.pt", weights_only=True)["state_dict"]
+        for run in ("a", "b")
+    )
+    for key, value in at_best.items():
+        assert torch.equal(restored[key], value), key
+    assert report["test_metrics"] == again["test_metrics"]
 
 
 def test_a_failed_run_leaves_the_previous_run_untouched(tmp_path):

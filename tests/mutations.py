@@ -1,0 +1,278 @@
+"""Planted bugs (`make mutants`): each mutant is a one-line bug planted alone in a temporary copy of the
+repository, and the tests named beside it must then FAIL. A mutant that survives is a behaviour that no
+test really checks. `make test` does not run this file (pytest collects only test_*.py).
+
+A mutant's original text must occur exactly once in its file: when a refactoring moves or rewrites that
+line, the run stops and names the mutant to update, instead of silently planting nothing. Before the
+mutants, the same tests run once on the unchanged copy and must pass, or a "caught" would mean nothing.
+
+    .venv/bin/python tests/mutations.py [--list] [NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    bug: str  # what the planted bug does, in words (the README lists these)
+    path: str  # file relative to the repository root
+    original: str  # exact text, found exactly once in `path`
+    planted: str  # what replaces it
+    tests: tuple[str, ...]  # pytest node ids (or files): the smallest set that must catch the bug
+
+
+MUTANTS = [
+    # -- the four bugs of issue 12 -----------------------------------------------------------------------
+    Mutant(
+        "non-atomic-publish",
+        "publication deletes the old model directory, then renames the new one in",
+        "pipeline/files.py",
+        "    elif exchange(staged, dest):",
+        "    elif shutil.rmtree(dest) or os.rename(staged, dest) or True:",
+        ("tests/test_faults.py::test_publication_killed_at_every_step_shows_the_old_version_or_the_new",),
+    ),
+    Mutant(
+        "best-weights-not-restored",
+        "early stopping keeps the last epoch's weights instead of the best epoch's",
+        "pipeline/train.py",
+        "    model.load_state_dict(best_state)",
+        "    pass",
+        ("tests/test_training.py::test_early_stopping_restores_the_best_epoch",),
+    ),
+    Mutant(
+        "softmax-over-3",
+        "the multiclass head computes softmax(logits / 3)",
+        "pipeline/tasks.py",
+        "torch.softmax(logits, dim=-1)",
+        "torch.softmax(logits / 3, dim=-1)",
+        ("tests/test_models.py::test_heads_follow_the_task_table",),
+    ),
+    Mutant(
+        "compile-checks-eager-against-eager",
+        "the torch.compile stage compares eager with eager",
+        "pipeline/compiled.py",
+        "compiled_outputs = parity.run_batches(compiled, rows)",
+        "compiled_outputs = parity.run_batches(eager, rows)",
+        ("tests/test_compile.py::test_compile_stage_rejects_a_compiled_model_that_differs",),
+    ),
+    # -- pipeline/ -----------------------------------------------------------------------------------
+    Mutant(
+        "nan-imputed-as-zero",
+        "a missing numeric value becomes raw 0 instead of the training mean",
+        "pipeline/models.py",
+        "numeric = torch.where(torch.isnan(numeric), self.mean, numeric)",
+        "numeric = torch.where(torch.isnan(numeric), 0.0, numeric)",
+        ("tests/test_models.py::test_preprocess_standardizes_imputes_and_one_hot_encodes",),
+    ),
+    Mutant(
+        "threshold-strict",
+        "binary label 1 only when p > threshold (the contract is p >= threshold)",
+        "pipeline/tasks.py",
+        "(probabilities[:, 0] >= threshold)",
+        "(probabilities[:, 0] > threshold)",
+        ("tests/test_models.py::test_binary_label_is_positive_at_exactly_the_threshold",),
+    ),
+    Mutant(
+        "labels-compared-on-first-row",
+        "parity compares the label of the first row only",
+        "pipeline/parity.py",
+        "mismatched = np.flatnonzero(ref[:, 0] != got[:, 0])",
+        "mismatched = np.flatnonzero(ref[:1, 0] != got[:1, 0])",
+        ("tests/test_compile.py::test_comparison_catches_nan_and_flipped_labels_but_reports_ties",),
+    ),
+    # -- export/ -------------------------------------------------------------------------------------
+    Mutant(
+        "verification-tolerance-1",
+        "ONNX verification on CPU runs at tolerance 1.0 instead of 1e-5",
+        "export/verify.py",
+        "onnxruntime_cpu(onnx_path, tolerance=parity.ATOL, **common)",
+        "onnxruntime_cpu(onnx_path, tolerance=1.0, **common)",
+        ("tests/test_export.py::test_verification_catches_a_perturbed_weight",),
+    ),
+    Mutant(
+        "label-without-triton-reshape",
+        "config.pbtxt declares the [batch] label as dims [1] without reshape to []",
+        "export/repository.py",
+        'lines += ["    dims: [ 1 ]", "    reshape: { shape: [ ] }"]',
+        'lines += ["    dims: [ 1 ]"]',
+        (
+            "tests/test_export.py::"
+            "test_config_pbtxt_parses_as_triton_model_config_and_agrees_with_the_graph[zoo-mammal]",
+        ),
+    ),
+    # -- serve/ --------------------------------------------------------------------------------------
+    Mutant(
+        "sha256-not-checked",
+        "the runtime loads a model.onnx without checking its sha256 against the manifest",
+        "serve/model.py",
+        "if hashlib.sha256(blob).hexdigest() != expected_sha256(manifest, version):",
+        "if False:",
+        ("tests/test_runtime.py::test_tampered_model_is_refused_and_the_others_served",),
+    ),
+    Mutant(
+        "batch-split-off-by-one",
+        "dynamic batching splits the merged outputs one row early",
+        "serve/batching.py",
+        "bounds = np.cumsum([len(b[0]) for b in batch])[:-1]",
+        "bounds = np.cumsum([len(b[0]) for b in batch])[:-1] - 1",
+        ("tests/test_server.py::test_concurrent_clients_each_get_their_own_rows_and_batches_form",),
+    ),
+    Mutant(
+        "queue-of-8",
+        "the default batching queue holds 8 requests instead of 2048, so 64 clients get 503s",
+        "serve/batching.py",
+        "max_queue: int = 2048",
+        "max_queue: int = 8",
+        ("tests/test_soak.py::test_soak_mixed_load_every_answer_its_own",),
+    ),
+    Mutant(
+        "too-large-is-400",
+        "a body over the limit is answered 400 instead of 413",
+        "serve/errors.py",
+        "    status = 413",
+        "    status = 400",
+        ("tests/test_server.py::test_error_status_and_exact_json_then_a_valid_request_works",),
+    ),
+]
+
+
+class MutantError(Exception):
+    """A mutant that cannot be planted as written (its original text is not there exactly once)."""
+
+
+def plant(root: Path, mutant: Mutant) -> str:
+    """Plant `mutant` in the tree at `root`; returns the file's original text, to restore it."""
+    path = root / mutant.path
+    text = path.read_text()
+    found = text.count(mutant.original)
+    if found != 1:
+        raise MutantError(
+            f"{mutant.name}: {mutant.original!r} occurs {found} times in {mutant.path}, not once"
+        )
+    planted = text.replace(mutant.original, mutant.planted)
+    try:
+        compile(planted, str(path), "exec")
+    except SyntaxError as exc:
+        raise MutantError(f"{mutant.name}: the planted {mutant.path} does not compile: {exc}") from None
+    path.write_text(planted)
+    return text
+
+
+def project_files(root: Path) -> list[str]:
+    """Tracked files, plus new ones not yet committed (but never what .gitignore ignores)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    return sorted({name for name in listed.split("\0") if name and (root / name).is_file()})
+
+
+def copy_project(root: Path, dest: Path) -> None:
+    for name in project_files(root):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / name, dest / name)
+
+
+@dataclass
+class Outcome:
+    result: str  # caught | survived | error
+    by: str  # the first failing test, or why the run was not a verdict
+    seconds: float
+
+
+FAILED_LINE = re.compile(r"^(FAILED|ERROR) (\S+)")
+
+
+def run_tests(copy: Path, tests: tuple[str, ...] | list[str]) -> Outcome:
+    """pytest on `tests` inside the copy, with this interpreter (the project's .venv) and the copy first
+    on the path. No bytecode is written, so a planted file is never shadowed by a stale .pyc."""
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    start = time.monotonic()
+    result = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True, timeout=900)
+    seconds = time.monotonic() - start
+    failed = [m.group(2) for line in result.stdout.splitlines() if (m := FAILED_LINE.match(line))]
+    if result.returncode == 0:
+        return Outcome("survived", "", seconds)
+    if result.returncode == 1 and failed:
+        return Outcome("caught", failed[0], seconds)
+    tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
+    return Outcome("error", f"pytest exit {result.returncode}:\n    " + "\n    ".join(tail), seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("names", nargs="*", help="mutants to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutants and their tests, run nothing")
+    args = parser.parse_args(argv)
+    known = {m.name: m for m in MUTANTS}
+    unknown = [n for n in args.names if n not in known]
+    if unknown:
+        print(f"error: unknown mutant(s) {', '.join(unknown)}; see --list", file=sys.stderr)
+        return 2
+    mutants = [known[n] for n in args.names] if args.names else MUTANTS
+    if args.list:
+        for m in mutants:
+            print(
+                f"{m.name}: {m.bug}\n    {m.path}: {m.original!r} -> {m.planted!r}\n    {' '.join(m.tests)}"
+            )
+        return 0
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mutants-") as scratch:
+        copy = Path(scratch)
+        copy_project(ROOT, copy)
+        try:  # every mutant must plant cleanly before any test runs
+            for m in mutants:
+                (copy / m.path).write_text(plant(copy, m))
+        except MutantError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        tests = list(dict.fromkeys(t for m in mutants for t in m.tests))
+        print(f"baseline: {len(tests)} test(s) on the unchanged copy ...", flush=True)
+        baseline = run_tests(copy, tests)
+        if baseline.result != "survived":  # "survived" here means: every test passed
+            print(f"error: the tests fail without any mutant ({baseline.by})", file=sys.stderr)
+            return 2
+        print(f"baseline: passed in {baseline.seconds:.0f} s", flush=True)
+        outcomes = {}
+        for m in mutants:
+            original = plant(copy, m)
+            try:
+                outcomes[m.name] = run_tests(copy, m.tests)
+            finally:
+                (copy / m.path).write_text(original)
+            o = outcomes[m.name]
+            print(f"  {m.name:<36} {o.result:<8} {o.seconds:5.0f} s  {o.by}", flush=True)
+
+    width = max(len(m.name) for m in mutants)
+    print(f"\n{'mutant':<{width}}  {'file':<20}  {'result':<8}  {'s':>4}  caught by")
+    for m in mutants:
+        o = outcomes[m.name]
+        print(f"{m.name:<{width}}  {m.path:<20}  {o.result:<8}  {o.seconds:4.0f}  {o.by}")
+    caught = sum(o.result == "caught" for o in outcomes.values())
+    print(
+        f"\n{caught} of {len(mutants)} planted bugs caught; "
+        f"{time.monotonic() - started:.0f} s in all (baseline {baseline.seconds:.0f} s)"
+    )
+    return 0 if caught == len(mutants) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
