@@ -147,6 +147,38 @@ MUTANTS = [
         "    status = 400",
         ("tests/test_server.py::test_error_status_and_exact_json_then_a_valid_request_works",),
     ),
+    Mutant(
+        "grpc-bad-request-is-internal",
+        "malformed gRPC requests are answered INTERNAL instead of INVALID_ARGUMENT",
+        "serve/errors.py",
+        '    grpc_code = "INVALID_ARGUMENT"',
+        '    grpc_code = "INTERNAL"',
+        ("tests/test_grpc.py::test_undecodable_message_is_invalid_argument",),
+    ),
+    Mutant(
+        "policy-serves-one-version",
+        "version_policy all and specific serve one version, like latest 1",
+        "serve/policy.py",
+        'return self.num_versions if self.kind == "latest" else None',
+        "return 1",
+        ("tests/test_versions.py::test_version_policy_decides_what_answers_over_both_transports",),
+    ),
+    Mutant(
+        "default-is-lowest-version",
+        "a request without a version is answered by the lowest version served, not the highest",
+        "serve/repository.py",
+        "return self.versions[max(self.versions, key=int)] if self.versions else None",
+        "return self.versions[min(self.versions, key=int)] if self.versions else None",
+        ("tests/test_versions.py::test_version_policy_decides_what_answers_over_both_transports",),
+    ),
+    Mutant(
+        "unload-not-sticky",
+        "the poll loads an explicitly unloaded model again when its directory changes",
+        "serve/repository.py",
+        "if not self.states.get(n, ModelState()).unloaded",
+        "if True",
+        ("tests/test_versions.py::test_explicit_unload_and_load_over_http_and_grpc",),
+    ),
 ]
 
 
