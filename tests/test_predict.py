@@ -375,11 +375,14 @@ def test_without_pyarrow_predict_says_how_to_install_it(repository, tmp_path):
 
 
 SERVE_WITHOUT_PYARROW = """
-import json, sys, threading, time, urllib.request
+import json, socket, sys, threading, time, urllib.request
 import uvicorn
 import serve.__main__
 from serve.app import App, ServerConfig
-app = App(ServerConfig(repository=sys.argv[1]), log=lambda line: None)
+with socket.socket() as s:  # gRPC on too, on a free port
+    s.bind(("127.0.0.1", 0))
+    grpc_port = s.getsockname()[1]
+app = App(ServerConfig(repository=sys.argv[1], grpc_port=grpc_port), log=lambda line: None)
 server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
 thread = threading.Thread(target=server.run, daemon=True)
 thread.start()
