@@ -7,7 +7,7 @@ standardization, imputation and one-hot encoding happen inside the model (`pipel
 Two ways through, one encoding (`pipeline.encoding`):
 - in memory, when the encoded table fits the memory budget: the first pass caches the record batches,
   the splits are exact and stratified by class (seeded), as they always were;
-- streamed otherwise: a row's split is a seeded hash of its position in the table, so no index array of
+- streamed otherwise (`pipeline.streaming`): a row's split is a seeded hash of its position, so no index of
   the table's size exists; pass one computes the statistics, later passes stream the rows again.
 """
 
@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 
 from pipeline.batches import read_ahead
 from pipeline.config import RunConfig
@@ -30,21 +29,18 @@ from pipeline.encoding import (
     Feature,
     RawChunk,
     Statistics,
-    TargetSpec,
     category_codes,
-    encode,
     encode_target,
     features_from,
-    is_number,
     prepare,
 )
 from pipeline.errors import PipelineError
+from pipeline.inference import plan_columns, resolve_task, target_spec
 from pipeline.memory import map_large_buffers, memory_budget, release_free_memory
 from pipeline.sources import open_table
-from pipeline.tasks import TASKS
+from pipeline.streaming import StreamingDataset, load_streamed
 
 __all__ = ["SPLIT_CODES", "Dataset", "Feature", "StreamingDataset", "load_dataset"]
-MAX_INFERRED_CLASSES = 20  # a numeric target with at most this many distinct integers is multiclass
 EVAL_ROWS = 65_536  # rows per evaluation chunk
 
 
@@ -84,207 +80,8 @@ class Dataset:
         return self.x[self.splits["test"][:n]].copy()
 
 
-@dataclass
-class StreamingDataset:
-    """A table too large for the memory budget: every pass reads it again, through the same encoding."""
-
-    table: object
-    columns: Columns
-    features: list[Feature]
-    target: TargetSpec
-    class_names: list[str]
-    target_names: list[str]
-    rows: dict[str, int]  # rows per split, all processes
-    dropped: int
-    task: str
-    seed: int
-    fractions: tuple[float, float]  # (validation, test)
-    scale: tuple[float, float] = (0.0, 1.0)
-    local_train: list[int] = field(default_factory=list)  # training rows of each process
-    cached: dict[str, list] = field(default_factory=dict)  # small splits kept after their first pass
-    cache_rows: int = 0  # a split with at most this many rows is kept in memory
-    streamed = True
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.class_names)
-
-    def target_scale(self) -> tuple[float, float]:
-        return self.scale
-
-    def raw_chunks(self) -> Iterator[tuple[RawChunk, np.ndarray]]:
-        names = self.columns
-        for chunk in self.table.chunks(names.numeric, [*sorted(names.categorical), names.target]):
-            raw = prepare(chunk, names)
-            yield raw, streamed_split(raw, self.seed, self.fractions)
-
-    def chunks(self, split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(x, y) of the rows of `split`, in table order."""
-        if split in self.cached:
-            yield from self.cached[split]
-            return
-        keep = self.rows[split] <= self.cache_rows
-        kept = []
-        code = SPLIT_CODES[split]
-        for raw, splits in self.raw_chunks():
-            rows = splits == code
-            if rows.any():
-                x, y = encode(raw, self.features, self.target)
-                part = (x[rows], y[rows])
-                if keep:
-                    kept.append(part)
-                yield part
-        if keep:
-            self.cached[split] = kept
-
-    def held_out(self, n: int) -> np.ndarray:
-        parts, total = [], 0
-        for x, _ in self.chunks("test"):
-            parts.append(x[: n - total])
-            total += len(parts[-1])
-            if total >= n:
-                break
-        return np.concatenate(parts) if parts else np.empty((0, len(self.features)), np.float32)
-
-
-def position_split(positions: np.ndarray, seed: int, val_fraction: float, test_fraction: float) -> np.ndarray:
-    """Split codes from a seeded hash (splitmix64) of each row's position in the table."""
-    z = positions.astype(np.uint64) + np.uint64(seed + 1) * np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    u = (z >> np.uint64(11)).astype(np.float64) / 2.0**53  # uniform in [0, 1)
-    split = np.full(len(u), SPLIT_CODES["train"], dtype=np.int8)
-    split[u < test_fraction + val_fraction] = SPLIT_CODES["val"]
-    split[u < test_fraction] = SPLIT_CODES["test"]
-    return split
-
-
-def streamed_split(raw: RawChunk, seed: int, fractions: tuple[float, float]) -> np.ndarray:
-    """A streamed batch's split codes: by position, DROPPED where the target is missing."""
-    split = position_split(raw.positions, seed, *fractions)
-    split[np.asarray(raw.target.is_null())] = DROPPED
-    return split
-
-
 class OverBudget(Exception):
     """The cache outgrew the memory budget: stream instead."""
-
-
-def plan_columns(table, config: RunConfig, log) -> Columns:
-    for role, names in (
-        ("target", [config.target]),
-        ("categorical", config.categorical),
-        ("ignored", config.ignore),
-    ):
-        absent = [n for n in names if n not in table.columns]
-        if absent:
-            raise PipelineError(
-                f"{role} column(s) {', '.join(map(repr, absent))} not in {table.describe()} "
-                f"(columns: {', '.join(table.columns)})"
-            )
-    features = [c for c in table.columns if c != config.target and c not in config.ignore]
-    if not features:
-        raise PipelineError(f"{table.describe()}: no feature columns left after the target and ignored ones")
-    summaries = table.summarize()
-    categorical = set(config.categorical)
-    for name in features:
-        if name not in categorical and not summaries[name].is_numeric:
-            categorical.add(name)
-            log(f"inferred: column {name!r} is text, so categorical (leave it out with --ignore {name})")
-    return Columns(config.target, features, categorical)
-
-
-def resolve_task(config: RunConfig, stats: Statistics, log) -> str:
-    """The configured task, or the one the target's values imply (printed with the reason)."""
-    if config.task:
-        return config.task
-    classes = list(stats.classes)
-    if stats.many_classes and not stats.target_numeric:
-        raise PipelineError(f"target {config.target!r} has over 10,000 distinct text values; set --task")
-    if len(classes) == 2 and not stats.many_classes:
-        task, why = "binary", f"2 distinct values ({', '.join(sorted(classes, key=class_order(classes)))})"
-    elif not stats.target_numeric:
-        task, why = "multiclass", f"{len(classes)} distinct values, some of them text"
-    elif (
-        not stats.many_classes
-        and len(classes) <= MAX_INFERRED_CLASSES
-        and all(float(c).is_integer() for c in classes)
-    ):
-        task, why = "multiclass", f"{len(classes)} distinct whole numbers (at most {MAX_INFERRED_CLASSES})"
-    else:
-        task, why = "regression", "numbers with more than a few distinct values"
-    log(f"inferred: task {task}, because target {config.target!r} has {why} (override with --task)")
-    return task
-
-
-def class_order(values):
-    """Numeric order for numeric-looking class values (so '10' follows '9'), text order otherwise."""
-    return (lambda v: float(v)) if all(is_number(v) for v in values) else str
-
-
-def target_spec(config: RunConfig, task: str, stats: Statistics) -> tuple[TargetSpec, list[str]]:
-    """How the target is encoded, and the class display names."""
-    if not TASKS[task].is_classifier:
-        if not stats.target_numeric:
-            return TargetSpec(False), []  # encode_target names the first non-number
-        return TargetSpec(False), []
-    if stats.many_classes:
-        raise PipelineError(f"target {config.target!r} has over 10,000 distinct values for a classifier")
-    classes = sorted(stats.classes, key=class_order(list(stats.classes)))
-    if not classes:
-        raise PipelineError(f"target column {config.target!r} has no values")
-    if task == "binary" and config.positive:
-        if config.positive not in classes:
-            raise PipelineError(
-                f"positive value {config.positive!r} never occurs in target {config.target!r} "
-                f"(values: {', '.join(classes[:10])})"
-            )
-        spec, counts = (
-            TargetSpec(True, classes, config.positive),
-            [
-                sum(n for c, n in stats.classes.items() if c != config.positive),
-                stats.classes[config.positive],
-            ],
-        )
-        classes = [f"not {config.positive}", config.positive]
-    else:
-        if task == "binary" and len(classes) > 2:
-            raise PipelineError(
-                f"binary target {config.target!r} has {len(classes)} values; "
-                f"set `positive` to the value of the positive class"
-            )
-        spec, counts = TargetSpec(True, classes), [stats.classes[c] for c in classes]
-    if sum(1 for n in counts if n) < 2:
-        only = classes[int(np.argmax(counts))]
-        raise PipelineError(
-            f"target {config.target!r} has only one class ({only!r}); a classifier needs at least two"
-        )
-    return spec, class_display_names(classes, config)
-
-
-def class_display_names(classes: list[str], config: RunConfig) -> list[str]:
-    if config.class_names:
-        if len(config.class_names) != len(classes):
-            raise PipelineError(
-                f"class_names has {len(config.class_names)} names for {len(classes)} classes ({classes})"
-            )
-        return list(config.class_names)
-    if config.class_names_csv:
-        try:
-            table = pa_csv.read_csv(
-                config.class_names_csv,
-                convert_options=pa_csv.ConvertOptions(column_types={}, strings_can_be_null=False),
-                read_options=pa_csv.ReadOptions(use_threads=False),
-            )
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise PipelineError(f"{config.class_names_csv}: not a readable class-name CSV ({exc})") from None
-        lookup = {str(k): str(v) for k, v in zip(*(c.to_pylist() for c in table.columns[:2]))}
-        if config.task == "binary" and config.positive:
-            positive = lookup.get(config.positive, config.positive)
-            return [f"not {positive}", positive]
-        return [lookup.get(c, c) for c in classes]
-    return classes
 
 
 def split_rows(
@@ -332,15 +129,6 @@ def load_dataset(config: RunConfig, log=print, job: Dist = SINGLE) -> Dataset | 
     return dataset
 
 
-def agreed(job: Dist, stats: Statistics) -> Statistics:
-    """Every process's statistics merged (the same on every process)."""
-    parts = job.gather(stats)
-    merged = parts[0]
-    for part in parts[1:]:
-        merged.merge(part)
-    return merged
-
-
 def row_bytes(columns: Columns) -> int:
     """Bytes one cached row costs: its first-pass batch and its encoded row (a bound for text)."""
     return 4 * len(columns.numeric) + 24 * (len(columns.categorical) + 1) + 4 * len(columns.features) + 8
@@ -360,7 +148,7 @@ def load_in_memory(table, columns: Columns, config: RunConfig, budget: int, log,
     values = pa.concat_arrays([raw.target for raw in raws]) if raws else empty
     target_stats = Statistics.empty(columns)
     target_stats.scan_target(values, train=None)
-    target_stats = agreed(job, target_stats)
+    target_stats = target_stats.agreed(job)
     if sum(job.gather(rows)) == 0:
         raise PipelineError(f"{table.describe()} has no data rows")
     task = resolve_task(config, target_stats, log)
@@ -403,7 +191,7 @@ def load_in_memory(table, columns: Columns, config: RunConfig, budget: int, log,
     del raws
     stats = Statistics.empty(columns)
     stats.scan(x, categories, split, numeric_columns=numeric)
-    features = features_from(agreed(job, stats), columns, config.max_categories, log)
+    features = features_from(stats.agreed(job), columns, config.max_categories, log)
     for j, feature in enumerate(features):
         if feature.kind == "categorical":
             x[:, j] = category_codes(categories[feature.name], feature)
@@ -438,44 +226,3 @@ def locator(raws: list[RawChunk]):
         return locates[k](i - int(starts[k]))
 
     return locate
-
-
-def load_streamed(
-    table, columns: Columns, config: RunConfig, budget: int, log, job: Dist
-) -> StreamingDataset:
-    stats = Statistics.empty(columns)
-    fractions = (config.val_fraction, config.test_fraction)
-    for chunk in read_ahead(table.chunks(columns.numeric, [*sorted(columns.categorical), columns.target])):
-        raw = prepare(chunk, columns)
-        split = streamed_split(raw, config.seed, fractions)
-        stats.scan(raw.numbers, raw.categories, split)
-        stats.scan_target(raw.target, train=split == SPLIT_CODES["train"])
-    local_train = job.gather(stats.rows["train"])
-    stats = agreed(job, stats)
-    task = resolve_task(config, stats, log)
-    target, class_names = target_spec(config, task, stats)
-    if stats.dropped:
-        log(f"dropped {stats.dropped} row(s) with a missing {config.target!r}")
-    for name, count in stats.rows.items():
-        if count == 0:
-            raise PipelineError(f"the {name} split of {table.describe()} is empty; the table is too small")
-    features = features_from(stats, columns, config.max_categories, log)
-    scale = (0.0, 1.0)
-    if not target.classifier:
-        scale = (float(stats.target.mean[0]), float(stats.target.std()[0]) or 1.0)
-    return StreamingDataset(
-        table,
-        columns,
-        features,
-        target,
-        class_names,
-        [] if target.classifier else [config.target],
-        dict(stats.rows),
-        stats.dropped,
-        task,
-        config.seed,
-        fractions,
-        scale,
-        local_train,
-        cache_rows=budget // 4 // (4 * len(features) + 8),
-    )

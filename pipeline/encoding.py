@@ -211,6 +211,14 @@ class Statistics:
             values = pc.cast(target.filter(pa.array(train)).drop_null(), pa.float64()).to_numpy(False)
             self.target.merge(Moments.of(values.reshape(-1, 1)))
 
+    def agreed(self, job) -> Statistics:
+        """Every process's statistics merged, the same on every process (`job`: pipeline.distributed)."""
+        parts = job.gather(self)
+        merged = parts[0]
+        for part in parts[1:]:
+            merged.merge(part)
+        return merged
+
     def merge(self, other: Statistics) -> None:
         """Fold in another process's (or batch range's) statistics."""
         self.numeric.merge(other.numeric)

@@ -24,12 +24,13 @@ from torch import nn
 
 from pipeline.batches import MemoryBatches, StreamBatches, read_ahead
 from pipeline.config import RunConfig
-from pipeline.data import Dataset, StreamingDataset
+from pipeline.data import Dataset
 from pipeline.distributed import SINGLE, Dist
 from pipeline.memory import memory_budget
 from pipeline.models import TabularModel
 from pipeline.progress import Progress
 from pipeline.resume import Resume
+from pipeline.streaming import StreamingDataset
 from pipeline.tasks import TASKS
 
 COMPILE_ROWS = 200_000  # training rows from which compiling the step may pay for its seconds

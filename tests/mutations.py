@@ -179,6 +179,43 @@ MUTANTS = [
         "if True",
         ("tests/test_versions.py::test_explicit_unload_and_load_over_http_and_grpc",),
     ),
+    # -- the data path and the distributed loop (issues 9 and 10) -----------------------------------------
+    Mutant(
+        "moments-merge-loses-cross-term",
+        "merging two batches' statistics forgets the spread between their means (variance too small)",
+        "pipeline/encoding.py",
+        "        self.m2 = self.m2 + other.m2 + delta**2 * self.count * other.count / safe",
+        "        self.m2 = self.m2 + other.m2",
+        ("tests/test_tables.py::test_streamed_statistics_equal_numpy_on_the_same_training_rows",),
+    ),
+    Mutant(
+        "stream-drops-leftover-rows",
+        "a streamed epoch drops the rows a shuffle buffer leaves over after its last whole step",
+        "pipeline/batches.py",
+        "            left = (encoded[whole:], target[whole:])",
+        "            left = (encoded[:0], target[:0])",
+        (
+            "tests/test_distributed.py::test_stream_batches_take_whole_steps_across_buffers_and_pad_short_shards",
+        ),
+    ),
+    Mutant(
+        "ddp-loss-over-local-rows",
+        "each process averages its loss over its own rows, not its share of the global batch",
+        "pipeline/train.py",
+        "            loss = local * (job.world / (global_rows * per_row))",
+        "            loss = local / max(len(encoded) * per_row, 1)",
+        (
+            "tests/test_distributed.py::test_two_processes_give_the_weights_of_one_with_the_same_global_batches",
+        ),
+    ),
+    Mutant(
+        "roundoff-bound-unbounded",
+        "the parity rule's float32 round-off bound is a million times too wide",
+        "pipeline/parity.py",
+        "ROUNDOFF_UNITS = 8  # the round-off bound",
+        "ROUNDOFF_UNITS = 8e6  # the round-off bound",
+        ("tests/test_export.py::test_verification_catches_a_perturbed_weight",),
+    ),
 ]
 
 

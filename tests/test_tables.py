@@ -14,10 +14,11 @@ import torch
 
 from pipeline import sources
 from pipeline.config import RunConfig
-from pipeline.data import SPLIT_CODES, Dataset, StreamingDataset, load_dataset, position_split
-from pipeline.encoding import prepare
+from pipeline.data import Dataset, load_dataset
+from pipeline.encoding import SPLIT_CODES, prepare
 from pipeline.errors import PipelineError
 from pipeline.run import train_run
+from pipeline.streaming import StreamingDataset, position_split
 from tests.conftest import quiet, run_cli
 
 COLOURS = ["red", "green", "blue", "black"]
