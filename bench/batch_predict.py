@@ -6,16 +6,13 @@ Rounds alternate the commands, so machine noise hits all of them; each keeps its
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from bench.report import table
+from bench.report import measure, table
 from bench.tables import table_config, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,30 +46,6 @@ def train_model(scratch: Path, rows: int) -> Path:
     raise failure
 
 
-# Run by a small interpreter of its own: Linux keeps a process's peak RSS across exec, so a command
-# forked straight from this (torch-sized) process would report this process's size as its own.
-MEASURE = """
-import json, os, subprocess, sys, time
-start = time.perf_counter()
-process = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
-_, status, usage = os.wait4(process.pid, 0)
-seconds = time.perf_counter() - start
-print(json.dumps({"status": os.waitstatus_to_exitcode(status), "seconds": seconds, "kib": usage.ru_maxrss}))
-"""
-
-
-def measure(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak resident MB) of one subprocess, from its own rusage (wait4)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", MEASURE, *command], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    report = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {"status": -1}
-    if report["status"] != 0:
-        raise RuntimeError(f"{' '.join(command[:4])}… failed: {done.stderr[-2000:]}")
-    return report["seconds"], report["kib"] / 1024
-
-
 def run(n_rows: int, train_rows: int = 20_000, rounds: int = 3) -> tuple[dict, str]:
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as name:
         scratch = Path(name)
@@ -100,7 +73,7 @@ def run(n_rows: int, train_rows: int = 20_000, rounds: int = 3) -> tuple[dict, s
         samples: dict[str, list] = {name: [] for name in commands}
         for _ in range(rounds):
             for name, (command, _) in commands.items():
-                samples[name].append(measure(command))
+                samples[name].append(measure(command)[:2])
         size_mb = {"csv": csv_file.stat().st_size / 1e6, "parquet": parquet_file.stat().st_size / 1e6}
     results: dict = {"rows": n_rows, "rounds": rounds, "file_mb": size_mb, "runs": {}}
     for name, (_, rows) in commands.items():

@@ -1,61 +1,42 @@
 """Data at scale: reading and encoding a large CSV against pyarrow's own reader, the peak memory of one
 training epoch, and out-of-core training from Parquet under a memory budget against the in-memory loop.
 
-Every measurement runs in a fresh process (so peak memory is that process's own, from wait4), and the
-reading comparison alternates the contenders over several rounds so machine noise hits them alike.
+Every measurement runs in a fresh process (its peak memory from its own rusage: `bench.report.measure`),
+and the reading comparison alternates the contenders over several rounds so machine noise hits them alike.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from bench.report import table
+from bench.report import measure, table
 from bench.tables import table_config, write_table
 
-ROOT = Path(__file__).resolve().parents[1]
 TYPED = "{**{f'x{k:02d}': pa.float64() for k in range(30)}, 'colour': pa.string(), 'city': pa.string()}"
-READERS = {
+READERS = {  # name → (set-up, untimed; the timed call)
     "ours: read + encode (load_dataset)": (
-        "from pipeline.config import RunConfig; from pipeline.data import load_dataset; "
-        "load_dataset(RunConfig(**CONFIG), lambda *a: None)"
+        "from pipeline.config import RunConfig; from pipeline.data import load_dataset",
+        "load_dataset(RunConfig(**CONFIG), lambda *a: None)",
     ),
-    "pyarrow.csv.read_csv (types inferred)": "import pyarrow.csv as c; c.read_csv(PATH)",
+    "pyarrow.csv.read_csv (types inferred)": ("import pyarrow.csv as c", "c.read_csv(PATH)"),
     "pyarrow.csv.read_csv (types given)": (
-        "import pyarrow as pa, pyarrow.csv as c; "
-        f"c.read_csv(PATH, convert_options=c.ConvertOptions(column_types={TYPED}))"
+        "import pyarrow as pa, pyarrow.csv as c",
+        f"c.read_csv(PATH, convert_options=c.ConvertOptions(column_types={TYPED}))",
     ),
 }
 
 
-def measured(code: str, path: Path, config: dict) -> tuple[float, float]:
-    """(seconds of `code` alone, peak RSS MB of its process)."""
+def measured(setup: str, code: str, path: Path, config: dict) -> tuple[float, float]:
+    """(seconds of `code` alone, after `setup`; peak RSS MB of its process)."""
     script = (
-        f"import time; PATH = {str(path)!r}; CONFIG = {config!r}; import pyarrow, numpy\n"
+        f"import time; PATH = {str(path)!r}; CONFIG = {config!r}\n{setup}\n"
         f"start = time.perf_counter()\n{code}\nprint(time.perf_counter() - start)"
     )
-    seconds, rss = peak_rss_of([sys.executable, "-c", script])
-    return float(seconds.strip().splitlines()[-1]), rss
-
-
-def peak_rss_of(command: list[str]) -> tuple[str, float]:
-    """Standard output and peak RSS (MB) of one process (its own, from wait4)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=ROOT)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if process.returncode:
-            raise RuntimeError(f"{' '.join(command[:5])} failed: {err.read().decode()[-2000:]}")
-        return out.read().decode(), usage.ru_maxrss / 1024
+    _, rss, out = measure([sys.executable, "-c", script])
+    return float(out.strip().splitlines()[-1]), rss
 
 
 def reading(path: Path, rounds: int) -> tuple[dict, list]:
@@ -63,8 +44,8 @@ def reading(path: Path, rounds: int) -> tuple[dict, list]:
     times: dict[str, list] = {name: [] for name in READERS}
     memory: dict[str, list] = {name: [] for name in READERS}
     for _ in range(rounds):
-        for name, code in READERS.items():
-            seconds, rss = measured(code, path, config)
+        for name, (setup, code) in READERS.items():
+            seconds, rss = measured(setup, code, path, config)
             times[name].append(seconds)
             memory[name].append(rss)
     result = {
@@ -86,9 +67,7 @@ def train_epoch(path: Path, runs: Path, budget: str) -> dict:
         "--ignore", ",".join(config["ignore"]), "--categorical", ",".join(config["categorical"]),
         "--epochs", "1", "--batch-size", "512", "--memory-budget", budget, "--quiet", "--runs-dir", str(runs),
     ]  # fmt: skip
-    start = time.perf_counter()
-    _, rss = peak_rss_of(command)
-    wall = time.perf_counter() - start
+    wall, rss, _ = measure(command)
     report = json.loads((runs / config["name"] / "report.json").read_text())
     seconds = report["history"]["epoch_seconds"][0]
     return {

@@ -2,9 +2,41 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run by a small interpreter of its own: Linux keeps a process's peak RSS across exec, so a command
+# forked straight from the (torch-sized) benchmark process would report that process's size as its own.
+MEASURE = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+process = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE)
+out = process.stdout.read()
+_, status, usage = os.wait4(process.pid, 0)
+seconds = time.perf_counter() - start
+sys.stdout.write(out.decode(errors="replace"))
+print(json.dumps({"status": os.waitstatus_to_exitcode(status), "seconds": seconds, "kib": usage.ru_maxrss}))
+"""
+
+
+def measure(command: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak resident MB, standard output) of one subprocess, from its own rusage."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, *command], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    lines = done.stdout.strip().splitlines()
+    report = json.loads(lines[-1]) if lines else {"status": -1}
+    if report["status"] != 0:
+        raise RuntimeError(f"{' '.join(command[:4])}… failed: {done.stderr[-2000:]}")
+    return report["seconds"], report["kib"] / 1024, "\n".join(lines[:-1])
 
 
 def timed_calls(call, n: int) -> np.ndarray:

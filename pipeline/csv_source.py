@@ -170,7 +170,7 @@ class CsvTable:
                     else:
                         column = batch.column(name)
                     if name in text:
-                        column = clean_text(column)
+                        column = clean_text(column, tokens_null=name in self.header_names)
                     elif not strict:
                         column = parse_numbers(clean_text(column), name, locate)
                     columns[name] = column

@@ -65,10 +65,17 @@ class ColumnSummary:
         return self.numbers >= self.text
 
 
-def clean_text(array: pa.Array) -> pa.Array:
-    """Strings trimmed, with the missing-value tokens (any case, any padding) made null."""
-    array = pc.utf8_trim_whitespace(array.cast(pa.string()))
-    return pc.if_else(pc.is_in(pc.utf8_lower(array), pa.array(MISSING)), pa.scalar(None, pa.string()), array)
+def clean_text(array: pa.Array, tokens_null: bool = False) -> pa.Array:
+    """Strings trimmed, with the missing-value tokens (any case, any padding) made null. `tokens_null`:
+    the reader already made the unpadded tokens null (CSV's null_values), so a column with nothing to
+    trim is done after one comparison."""
+    array = array.cast(pa.string())
+    trimmed = pc.utf8_trim_whitespace(array)
+    if tokens_null and trimmed.equals(array):
+        return array
+    return pc.if_else(
+        pc.is_in(pc.utf8_lower(trimmed), pa.array(MISSING)), pa.scalar(None, pa.string()), trimmed
+    )
 
 
 def count(summary: ColumnSummary, column: pa.Array) -> None:
