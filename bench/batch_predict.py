@@ -27,23 +27,14 @@ def quiet(*args, **kwargs):
 def train_model(scratch: Path, rows: int) -> Path:
     """Train (a few epochs) and export a binary model for the table's shape; returns its directory."""
     from export.run import export_run
-    from export.verify import VerificationError
     from pipeline.config import RunConfig
     from pipeline.run import train_run
 
     sample = write_table(scratch / "synthetic.csv", rows)  # the big table's first rows (same seed)
-    # Export verification also runs edge rows at ±10⁴ standard deviations; with this table's 32 features
-    # float32 cancellation there can exceed the 1e-5 rule for some seeds (logits off by ~1e-4 to 1e-3).
-    # This benchmark needs a model rather than that check, so the next seed is tried.
-    for seed in range(5):
-        config = RunConfig(**{**table_config(sample), "epochs": 3, "batch_size": 256, "seed": seed})
-        train_run(config, scratch / "runs", progress=False, log=quiet)
-        try:
-            export_run(scratch / "runs" / "synthetic", scratch / "models", log=quiet)
-            return scratch / "models" / "synthetic"
-        except VerificationError as exc:
-            failure = exc
-    raise failure
+    config = RunConfig(**{**table_config(sample), "epochs": 3, "batch_size": 256})
+    train_run(config, scratch / "runs", progress=False, log=quiet)
+    export_run(scratch / "runs" / "synthetic", scratch / "models", log=quiet)
+    return scratch / "models" / "synthetic"
 
 
 def run(n_rows: int, train_rows: int = 20_000, rounds: int = 3) -> tuple[dict, str]:

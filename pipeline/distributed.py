@@ -156,6 +156,8 @@ def launch(argv: list[str], nproc: int, max_restarts: int) -> int:
     from torch.distributed.run import parse_args, run
 
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # its report: one line below
+    # The cores shared out between the workers (torchrun would set 1 and print a warning about it).
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     args = parse_args(
         [
             "--standalone",
