@@ -8,6 +8,7 @@ the count against what it parsed (a line break inside a quoted field would shift
 
 from __future__ import annotations
 
+import copy
 import io
 import re
 from collections.abc import Callable, Iterator
@@ -214,8 +215,8 @@ class CsvTable:
                     segments.append(replace(segment, first_row=position, first_line=line))
             position += rows
             lines[file] = line + rows
-        shard = object.__new__(CsvTable)
-        shard.__dict__.update(self.__dict__, segments=segments)
+        shard = copy.copy(self)
+        shard.segments = segments
         return shard
 
     def cut(self, spans: list[tuple[int, int]], offset: int) -> tuple[int, int]:

@@ -4,6 +4,7 @@ row's position comes from the files' metadata."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,8 +105,8 @@ class ParquetTable:
                     part = piece.fragment.subset(row_group_ids=[group.id])
                     pieces.append(Piece(part, piece.path, start, file_row))
                 file_row += group.num_rows
-        shard = object.__new__(ParquetTable)
-        shard.__dict__.update(self.__dict__, pieces=pieces)
+        shard = copy.copy(self)
+        shard.pieces = pieces
         return shard
 
 

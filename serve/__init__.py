@@ -6,5 +6,5 @@ disk (poll, explicit load/unload); `protocol` decodes and encodes Open Inference
 bodies, `batching` merges concurrent requests; `dataplane` is what both transports share, `app` is the
 HTTP server and `grpc_server` (`grpc_protocol`, `grpc_messages`) the gRPC one; `workers` runs several
 server processes on one port. `predict` is batch prediction from CSV or Parquet (`tables` reads,
-`batch_encoding` encodes); it needs pyarrow, the `batch` extra, which the servers never import.
+`serve.predict.encoding` encodes); it needs pyarrow, the `batch` extra, which the servers never import.
 """

@@ -20,10 +20,9 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from bench.batch_predict import train_model
 from pipeline.config import builtin_config, builtin_names
-from serve import tables
-from serve.batch_encoding import BatchEncoder, CellError
 from serve.model import Model
-from serve.predict import PredictError, predict_table
+from serve.predict import PredictError, predict_table, tables
+from serve.predict.encoding import BatchEncoder, CellError
 from tests.conftest import ROOT, run_cli
 
 AUTO_MPG = builtin_config("auto-mpg").data

@@ -1,8 +1,8 @@
 """Batch prediction with an exported model: a table in, one prediction per row out, onnxruntime only.
 
-The input is CSV or Parquet (a file, a directory with hive partitions, or a glob; `serve.tables`); the
+The input is CSV or Parquet (a file, a directory with hive partitions, or a glob; `serve.predict.tables`); the
 output is CSV or Parquet by its extension, or CSV on standard output. Rows stream through in record
-batches, read → encode (`serve.batch_encoding`) → one onnxruntime call → write, so memory stays bounded
+batches, read → encode (`serve.predict.encoding`) → one onnxruntime call → write, so memory stays bounded
 whatever the row count. The output holds the --keep columns first, then `label` and one `p_<class>`
 column per class (classifiers) or `predicted_<target>` (regression). A file is written beside its
 destination and renamed into place only when every row succeeded, so a failed run leaves a previous
@@ -22,10 +22,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from serve.batch_encoding import BatchEncoder, CellError
 from serve.errors import ModelLoadError
 from serve.model import Model
-from serve.tables import TableError, read_ahead, read_chunks
+from serve.predict.encoding import BatchEncoder, CellError
+from serve.predict.tables import TableError, read_ahead, read_chunks
 
 OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 ROW_GROUP_ROWS = 65536  # Parquet output: batches are gathered into row groups of about this many rows
