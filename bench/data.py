@@ -18,7 +18,7 @@ from bench.tables import table_config, write_table
 TYPED = "{**{f'x{k:02d}': pa.float64() for k in range(30)}, 'colour': pa.string(), 'city': pa.string()}"
 READERS = {  # name → (set-up, untimed; the timed call)
     "ours: read + encode (load_dataset)": (
-        "from pipeline.config import RunConfig; from pipeline.data import load_dataset",
+        "from pipeline.config import RunConfig; from pipeline.data.load import load_dataset",
         "load_dataset(RunConfig(**CONFIG), lambda *a: None)",
     ),
     "pyarrow.csv.read_csv (types inferred)": ("import pyarrow.csv as c", "c.read_csv(PATH)"),

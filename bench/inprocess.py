@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from bench.report import interleaved, table, us
-from pipeline import parity
-from pipeline.checkpoint import load_checkpoint
-from pipeline.compiled import compile_model
+from pipeline.checks import parity
+from pipeline.checks.compiled import compile_model
+from pipeline.training.checkpoint import load_checkpoint
 from serve.model import Model
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.display import text_table
+
 ROOT = Path(__file__).resolve().parents[1]
 # Run by a small interpreter of its own: Linux keeps a process's peak RSS across exec, so a command
 # forked straight from the (torch-sized) benchmark process would report that process's size as its own.
@@ -59,10 +61,7 @@ def interleaved(calls: dict, n: int, rounds: int = 5) -> dict[str, np.ndarray]:
 
 
 def table(title: str, header: tuple, rows: list[tuple]) -> str:
-    rows = [tuple(str(v) for v in header), *[tuple(str(v) for v in row) for row in rows]]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [f"\n== {title}", *("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)]
-    return "\n".join(lines)
+    return f"\n== {title}\n{text_table([header, *rows])}"
 
 
 def us(seconds: float) -> str:

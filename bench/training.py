@@ -12,13 +12,13 @@ import numpy as np
 import torch
 
 from bench.report import table
-from pipeline.batches import MemoryBatches
 from pipeline.config import RunConfig, builtin_config
-from pipeline.data import load_dataset
-from pipeline.models import build_mlp
+from pipeline.data.load import load_dataset
 from pipeline.run import train_run
 from pipeline.tasks import TASKS
-from pipeline.train import make_optimizer, train_one_epoch, training_step
+from pipeline.training.batches import MemoryBatches
+from pipeline.training.loop import make_optimizer, train_one_epoch, training_step
+from pipeline.training.models import build_mlp
 
 
 def quiet(*args):
@@ -50,7 +50,7 @@ def sklearn_run(config, epochs: int) -> tuple[float, float]:
     """(test metric, seconds): accuracy, or RMSE in target units."""
     from sklearn.exceptions import ConvergenceWarning
 
-    from pipeline.models import Preprocess
+    from pipeline.training.models import Preprocess
 
     data = load_dataset(config, quiet)
     with torch.no_grad():

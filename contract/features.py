@@ -15,7 +15,7 @@ KINDS = ("numeric", "categorical")
 MISSING = ("", "na", "nan", "n/a", "?", "null", "none")  # compared lower-cased and stripped
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Feature:
     name: str
     kind: str  # "numeric" | "categorical"

@@ -82,7 +82,9 @@ def resolve(spec: str) -> Resolved:
         return Resolved(files, path, one_format(spec, files))
     if any(c in spec for c in GLOB_CHARACTERS):
         matched = [Path(p) for p in glob.glob(spec, recursive=True)]
-        files = sorted(p for p in matched if p.is_file() and not hidden_name(p) and is_table_file(p, txt=True))
+        files = sorted(
+            p for p in matched if p.is_file() and not hidden_name(p) and is_table_file(p, txt=True)
+        )
         if not files:
             raise ContractError(f"no table file matches {spec}")
         return Resolved(files, None, one_format(spec, files))

@@ -11,10 +11,10 @@ from pathlib import Path
 import onnx
 import torch
 
-from pipeline.models import TabularModel
+from contract.repository import INPUT_NAME
+from pipeline.training.models import TabularModel
 
 OPSET = 18
-INPUT_NAME = "features"
 BATCH_AXIS = "batch"
 
 

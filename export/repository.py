@@ -6,7 +6,6 @@ and only then swapped into place, so an interrupted or failed export never chang
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -14,40 +13,29 @@ import shutil
 import time
 from pathlib import Path
 
-from pipeline.config import MODEL_NAME
+from contract.errors import ContractError
+from contract.publish import publish_dir, remove_stale_staging, staging_dir
+from contract.repository import (
+    CONFIG,
+    MANIFEST,
+    MAX_BATCH_SIZE,
+    MODEL_FILE,
+    PLATFORM,
+    TRITON_DATATYPES,
+    ManifestMissing,
+    check_model_name,
+    published_versions,
+    sha256_of,
+)
+from contract.repository import read_manifest as read_manifest_file
 from pipeline.errors import PipelineError
-from pipeline.files import publish_dir, remove_stale_staging, staging_dir
-
-MAX_BATCH_SIZE = 4096
-V2_DATATYPES = {"float32": "FP32", "int64": "INT64"}  # numpy dtype → Open Inference Protocol datatype
-TRITON_DATATYPES = {"FP32": "TYPE_FP32", "INT64": "TYPE_INT64"}
 
 
 def model_dir(repository: Path, name: str) -> Path:
-    if not MODEL_NAME.fullmatch(name):
-        raise PipelineError(f"model name {name!r} must match [A-Za-z0-9_.-]+")
-    return repository / name
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def published_versions(directory: Path) -> list[int]:
-    if not directory.is_dir():
-        return []
-    return sorted(
-        int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "model.onnx").is_file()
-    )
-
-
-def tensor_spec(name: str, datatype: str, shape: list[int]) -> dict:
-    """Open Inference Protocol style: shape includes the batch axis as -1."""
-    return {"name": name, "datatype": datatype, "shape": shape}
+    try:
+        return repository / check_model_name(name)
+    except ContractError as exc:
+        raise PipelineError(str(exc)) from None
 
 
 DEFAULT_VERSION_POLICY = "version_policy: { latest: { num_versions: 1 } }"
@@ -70,7 +58,7 @@ def config_pbtxt(
 
     separator = ",\n"
     return (
-        f'name: "{name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {MAX_BATCH_SIZE}\n'
+        f'name: "{name}"\nplatform: "{PLATFORM}"\nmax_batch_size: {MAX_BATCH_SIZE}\n'
         f"input [\n{separator.join(tensor(s) for s in inputs)}\n]\n"
         f"output [\n{separator.join(tensor(s) for s in outputs)}\n]\n"
         "dynamic_batching { }\n"
@@ -105,7 +93,7 @@ def publish(repository: Path, name: str, onnx_file: Path, manifest: dict, keep_v
         for v in older:  # hard links: the kept versions cost no copy and stay byte-identical
             shutil.copytree(directory / str(v), staged / str(v), copy_function=os.link)
         (staged / str(version)).mkdir()
-        target = staged / str(version) / "model.onnx"
+        target = staged / str(version) / MODEL_FILE
         shutil.copyfile(onnx_file, target)
         previous = read_manifest(directory) if older else {}
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -118,10 +106,10 @@ def publish(repository: Path, name: str, onnx_file: Path, manifest: dict, keep_v
         }
         kept = {k: v for k, v in previous.get("versions", {}).items() if int(k) in older}
         manifest["versions"] = {**kept, str(version): {"sha256": manifest["sha256"], "created": created}}
-        (staged / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (staged / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         policy = version_policy_clause(read_config(directory)) if older else None
         config = config_pbtxt(name, manifest["inputs"], manifest["outputs"], policy or DEFAULT_VERSION_POLICY)
-        (staged / "config.pbtxt").write_text(config)
+        (staged / CONFIG).write_text(config)
         for path in staged.rglob("*"):
             if path.is_file():
                 with path.open("rb") as f:
@@ -130,18 +118,20 @@ def publish(repository: Path, name: str, onnx_file: Path, manifest: dict, keep_v
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-    return directory / str(version) / "model.onnx"
+    return directory / str(version) / MODEL_FILE
 
 
 def read_config(directory: Path) -> str:
     try:
-        return (directory / "config.pbtxt").read_text()
+        return (directory / CONFIG).read_text()
     except (FileNotFoundError, UnicodeDecodeError):
         return ""
 
 
 def read_manifest(directory: Path) -> dict:
     try:
-        return json.loads((directory / "manifest.json").read_text())
-    except FileNotFoundError:
-        raise PipelineError(f"no manifest.json in {directory}: export the model first") from None
+        return read_manifest_file(directory)
+    except ManifestMissing:
+        raise PipelineError(f"no {MANIFEST} in {directory}: export the model first") from None
+    except ContractError as exc:
+        raise PipelineError(f"{directory}: {exc}") from None

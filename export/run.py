@@ -11,14 +11,15 @@ import onnxruntime
 import onnxscript
 import torch
 
+from contract.repository import MODEL_FILE, OUTPUT_DATATYPES, PLATFORM, sha256_of, tensor_spec
 from export.onnx import OPSET, export_onnx, graph_metadata
-from export.repository import V2_DATATYPES, model_dir, publish, read_manifest, sha256_of, tensor_spec
+from export.repository import model_dir, publish, read_manifest
 from export.verify import BackendResult, VerificationError, parity_table, verify
-from pipeline import parity
-from pipeline.checkpoint import load_checkpoint
+from pipeline.checks import parity
+from pipeline.display import text_table
 from pipeline.errors import PipelineError
-from pipeline.report import read_json
-from pipeline.tasks import OUTPUT_DTYPES
+from pipeline.training.checkpoint import load_checkpoint
+from pipeline.training.report import read_json
 
 
 def producer_versions() -> dict:
@@ -40,7 +41,7 @@ def graph_io(path: Path) -> tuple[list[dict], list[dict]]:
         return tensor_spec(value.name, datatype, dims)
 
     inputs = [spec(v, "FP32") for v in graph.input]
-    outputs = [spec(v, V2_DATATYPES[np.dtype(OUTPUT_DTYPES[v.name]).name]) for v in graph.output]
+    outputs = [spec(v, OUTPUT_DATATYPES[v.name]) for v in graph.output]
     return inputs, outputs
 
 
@@ -49,10 +50,14 @@ def compile_result(run_dir: Path) -> list[BackendResult]:
     report = read_json(run_dir / "report.json").get("compile")
     if report is None:
         return [
-            BackendResult("torch.compile", "skipped", "compile stage not run (python -m pipeline compile)")
+            BackendResult(
+                backend="torch.compile",
+                status="skipped",
+                reason="compile stage not run (python -m pipeline compile)",
+            )
         ]
     diffs = [parity.OutputDiff(**{k: v for k, v in d.items() if k != "passed"}) for d in report["parity"]]
-    return [BackendResult("torch.compile", "passed", outputs=diffs)]
+    return [BackendResult(backend="torch.compile", status="passed", outputs=diffs)]
 
 
 def export_run(run_dir: Path, repository: Path, keep_versions: bool = False, log=print) -> dict:
@@ -64,7 +69,7 @@ def export_run(run_dir: Path, repository: Path, keep_versions: bool = False, log
     held_out = payload["held_out"].numpy()
     rows = parity.parity_rows(model.spec.features, held_out)
     with tempfile.TemporaryDirectory(prefix=f"export-{name}-") as scratch:
-        onnx_file = Path(scratch) / "model.onnx"
+        onnx_file = Path(scratch) / MODEL_FILE
         log(f"{name}: exporting to ONNX (opset {OPSET})")
         metadata = graph_metadata(model, name, payload["class_names"], payload["target_names"])
         export_onnx(model, torch.from_numpy(rows[:7]), onnx_file, metadata)
@@ -79,7 +84,7 @@ def export_run(run_dir: Path, repository: Path, keep_versions: bool = False, log
         manifest = {
             "name": name,
             "task": model.spec.task,
-            "platform": "onnxruntime_onnx",
+            "platform": PLATFORM,
             "opset": OPSET,
             "inputs": inputs,
             "outputs": outputs,
@@ -105,7 +110,7 @@ def verify_published(run_dir: Path, repository: Path, log=print) -> list[Backend
     """Re-verify the published model against its checkpoint (and its sha256 against the manifest)."""
     directory = model_dir(repository, run_dir.name)
     manifest = read_manifest(directory)
-    onnx_file = directory / str(manifest["version"]) / "model.onnx"
+    onnx_file = directory / str(manifest["version"]) / MODEL_FILE
     if not onnx_file.is_file() or sha256_of(onnx_file) != manifest["sha256"]:
         raise PipelineError(f"{onnx_file} is missing or does not match the sha256 in its manifest")
     model, payload = load_checkpoint(run_dir / "checkpoint.pt")
@@ -135,5 +140,4 @@ def summary_table(manifests: list[dict]) -> str:
             text = f"{worst:.1e} (min tol {need:.0e}) {b['status']}"
             diffs.append("skipped" if b["status"] == "skipped" else text)
         rows.append((m["name"], m["task"], metric, *diffs, f"{m['size_bytes'] / 1024:.1f} KiB"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
+    return text_table(rows)

@@ -1,4 +1,5 @@
-"""Parity verification of an exported ONNX model against the eager torch module (DESIGN §5).
+"""Parity verification of an exported ONNX model against the eager torch module (the README's "Parity"
+section).
 
 Reference: eager torch, float32, eval, inference_mode. Candidates: onnxruntime on CPU always; onnxruntime
 on CUDA and torch on CUDA when a CUDA device (and onnxruntime-gpu) are present, else skipped with the
@@ -14,17 +15,18 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from pipeline import parity
-from pipeline.compiled import torch_predict
-from pipeline.models import TabularModel
+from pipeline.checks import parity
+from pipeline.checks.compiled import torch_predict
+from pipeline.display import text_table
 from pipeline.tasks import OUTPUT_DTYPES
+from pipeline.training.models import TabularModel
 
 CUDA_TOLERANCE = 1e-4  # float32 on GPU with TF32 off; recorded in the report
-# Every candidate checked against eager torch; torch.compile's check runs in `pipeline.compiled`.
+# Every candidate checked against eager torch; torch.compile's check runs in `pipeline.checks.compiled`.
 BACKENDS = ("torch.compile", "onnxruntime-cpu", "onnxruntime-cuda", "torch-cuda")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BackendResult:
     backend: str
     status: str  # "passed" | "failed" | "skipped"
@@ -80,12 +82,20 @@ def check_backend(
     try:
         outputs = parity.run_batches(predict, rows)
     except Exception as exc:  # a graph that cannot run at some batch size is a failed backend
-        return BackendResult(backend, "failed", f"could not run: {exc}", tolerance, provider)
+        return BackendResult(
+            backend=backend,
+            status="failed",
+            reason=f"could not run: {exc}",
+            tolerance=tolerance,
+            provider=provider,
+        )
     diffs = parity.compare(
         reference, outputs, expected, tolerance, tolerance, threshold=threshold, allowance=allowance
     )
     status = "passed" if all(d.passed for d in diffs) else "failed"
-    return BackendResult(backend, status, "", tolerance, provider, diffs)
+    return BackendResult(
+        backend=backend, status=status, tolerance=tolerance, provider=provider, outputs=diffs
+    )
 
 
 def open_session(onnx_path, providers) -> ort.InferenceSession | str:
@@ -99,7 +109,7 @@ def open_session(onnx_path, providers) -> ort.InferenceSession | str:
 def onnxruntime_cpu(onnx_path, tolerance, **kw) -> BackendResult:
     session = open_session(onnx_path, ["CPUExecutionProvider"])
     if isinstance(session, str):
-        return BackendResult("onnxruntime-cpu", "failed", session, tolerance)
+        return BackendResult(backend="onnxruntime-cpu", status="failed", reason=session, tolerance=tolerance)
     return check_backend(
         "onnxruntime-cpu",
         ort_predict(session),
@@ -112,22 +122,24 @@ def onnxruntime_cpu(onnx_path, tolerance, **kw) -> BackendResult:
 def onnxruntime_cuda(onnx_path, tolerance, **kw) -> BackendResult:
     reason = cuda_unavailable_reason(for_onnxruntime=True)
     if reason:
-        return BackendResult("onnxruntime-cuda", "skipped", reason, tolerance)
+        return BackendResult(backend="onnxruntime-cuda", status="skipped", reason=reason, tolerance=tolerance)
     providers = [("CUDAExecutionProvider", {"use_tf32": 0}), "CPUExecutionProvider"]
     session = open_session(onnx_path, providers)
     if isinstance(session, str):
-        return BackendResult("onnxruntime-cuda", "failed", session, tolerance)
+        return BackendResult(backend="onnxruntime-cuda", status="failed", reason=session, tolerance=tolerance)
     active = session.get_providers()[0]
     if active != "CUDAExecutionProvider":  # onnxruntime falls back to CPU silently
         reason = f"session fell back to {active}"
-        return BackendResult("onnxruntime-cuda", "failed", reason, tolerance, active)
+        return BackendResult(
+            backend="onnxruntime-cuda", status="failed", reason=reason, tolerance=tolerance, provider=active
+        )
     return check_backend("onnxruntime-cuda", ort_predict(session), tolerance=tolerance, provider=active, **kw)
 
 
 def torch_cuda(model: TabularModel, tolerance, **kw) -> BackendResult:
     reason = cuda_unavailable_reason(for_onnxruntime=False)
     if reason:
-        return BackendResult("torch-cuda", "skipped", reason, tolerance)
+        return BackendResult(backend="torch-cuda", status="skipped", reason=reason, tolerance=tolerance)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     on_gpu = copy.deepcopy(model).to("cuda")
@@ -195,5 +207,4 @@ def parity_table(results: list[BackendResult]) -> str:
                     f"{verdict} ({d.roundoff} within float32 round-off)" if d.roundoff else verdict,
                 )
             )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
+    return text_table(rows)

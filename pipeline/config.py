@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import re
 import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract.repository import MODEL_NAME, TASKS
 from pipeline.errors import PipelineError
 
 if sys.version_info >= (3, 11):
@@ -18,36 +17,48 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
-MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
-@dataclass
+def option(default, help: str):
+    """A config field: its default and the one-line help of its flag (and of its config-file key)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(kw_only=True)
 class RunConfig:
-    name: str = ""  # model name in the repository, [A-Za-z0-9_.-]+ (default: the table's file name)
-    data: str = ""  # the table: a CSV or Parquet file, a directory or a glob (relative to the config file)
-    target: str = ""  # the column to predict
-    task: str = ""  # binary | multiclass | regression; inferred from the target when empty
-    positive: str = ""  # binary: the target value that is the positive class (else exactly two values)
-    class_names: list[str] = field(default_factory=list)  # display names in class order (binary: [neg, pos])
-    class_names_csv: str = ""  # two-column CSV (class value, display name); relative like `data`
-    categorical: list[str] = field(default_factory=list)  # columns one-hot encoded (text ones are inferred)
-    ignore: list[str] = field(default_factory=list)  # identifier columns left out of the features
-    delimiter: str = ","  # CSV field separator
-    max_categories: int = 100  # per categorical column; the rarest beyond it encode like unseen ones
-    memory_budget: str = "auto"  # cache the encoded table when it fits (auto: a quarter of the memory)
-    hidden: list[int] = field(default_factory=lambda: [32])  # hidden layer sizes
-    activation: str = "relu"  # between hidden layers: relu | tanh | sigmoid | none
-    dropout: float = 0.0  # dropout after each hidden activation
-    lr: float = 0.05  # SGD learning rate
-    momentum: float = 0.9  # SGD momentum
-    weight_decay: float = 1e-4  # SGD L2 penalty
-    batch_size: int = 32  # rows per SGD step
-    epochs: int = 300  # upper bound on epochs
-    patience: int = 40  # epochs without a better validation loss before stopping
-    val_fraction: float = 0.2  # share of rows for validation (early stopping)
-    test_fraction: float = 0.2  # share of rows held out for the test metrics
-    threshold: float = 0.5  # binary: label 1 when probability >= threshold
-    seed: int = 0  # seeds the split, the initial weights and the batch order
+    name: str = option("", "model name in the repository, [A-Za-z0-9_.-]+ (default: the table's file name)")
+    data: str = option(
+        "", "the table: a CSV or Parquet file, a directory or a glob (relative to the config file)"
+    )
+    target: str = option("", "the column to predict")
+    task: str = option("", "binary | multiclass | regression; inferred from the target when empty")
+    positive: str = option(
+        "", "binary: the target value that is the positive class (else exactly two values)"
+    )
+    class_names: list[str] = option([], "display names in class order (binary: [neg, pos])")
+    class_names_csv: str = option("", "two-column CSV (class value, display name); relative like `data`")
+    categorical: list[str] = option([], "columns one-hot encoded (text ones are inferred)")
+    ignore: list[str] = option([], "identifier columns left out of the features")
+    delimiter: str = option("", "CSV field separator (default: a tab for .tsv files, else a comma)")
+    max_categories: int = option(100, "per categorical column; the rarest beyond it encode like unseen ones")
+    memory_budget: str = option(
+        "auto", "cache the encoded table when it fits (auto: a quarter of the memory)"
+    )
+    hidden: list[int] = option([32], "hidden layer sizes")
+    activation: str = option("relu", "between hidden layers: relu | tanh | sigmoid | none")
+    dropout: float = option(0.0, "dropout after each hidden activation")
+    lr: float = option(0.05, "SGD learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(1e-4, "SGD L2 penalty")
+    batch_size: int = option(32, "rows per SGD step")
+    epochs: int = option(300, "upper bound on epochs")
+    patience: int = option(40, "epochs without a better validation loss before stopping")
+    val_fraction: float = option(0.2, "share of rows for validation (early stopping)")
+    test_fraction: float = option(0.2, "share of rows held out for the test metrics")
+    threshold: float = option(0.5, "binary: label 1 when probability >= threshold")
+    seed: int = option(0, "seeds the split, the initial weights and the batch order")
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -62,11 +73,9 @@ class RunConfig:
         return out
 
     def validate(self) -> None:
-        """Checks that need several fields; the task list lives in `pipeline.tasks`."""
-        from pipeline.tasks import TASKS
-
+        """Checks that need several fields."""
         if not self.name or not MODEL_NAME.fullmatch(self.name):
-            raise PipelineError(f"model name {self.name!r} must match [A-Za-z0-9_.-]+")
+            raise PipelineError(f"model name {self.name!r} must match {MODEL_NAME.pattern}")
         if not self.data:
             raise PipelineError("no table given: set `data` in the config or pass --data FILE")
         if not self.target:
@@ -88,7 +97,7 @@ class RunConfig:
             raise PipelineError(f"threshold must be in (0, 1), got {self.threshold}")
         if self.target in self.categorical or self.target in self.ignore:
             raise PipelineError(f"target {self.target!r} cannot also be categorical or ignored")
-        if len(self.delimiter) != 1:
+        if len(self.delimiter) > 1:
             raise PipelineError(f"delimiter must be one character, got {self.delimiter!r}")
         if self.max_categories < 1:
             raise PipelineError(f"max_categories must be positive, got {self.max_categories}")
@@ -100,10 +109,8 @@ ALIASES = {"csv": "data"}  # older key → field
 
 
 def field_help() -> dict[str, str]:
-    """Each field's one-line comment in the class body above: the help text of its flag."""
-    source = inspect.getsource(RunConfig)
-    found = dict(re.findall(r"^    (\w+): [^=]+=.*?  # (.+)$", source, flags=re.MULTILINE))
-    return {name: found[name] for name in FIELDS}
+    """Each field's help text (its `option`): the help of its flag."""
+    return {name: f.metadata["help"] for name, f in FIELDS.items()}
 
 
 def check_types(config: RunConfig) -> None:

@@ -11,19 +11,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline import parity
-from pipeline.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.compiled import check_compiled
+from contract.publish import publish_dir, staging_dir
+from pipeline.checks import parity
+from pipeline.checks.compiled import check_compiled
 from pipeline.config import RunConfig, describe
-from pipeline.data import load_dataset
+from pipeline.data.load import load_dataset
+from pipeline.display import text_table
 from pipeline.distributed import SINGLE, Dist
 from pipeline.errors import PipelineError
-from pipeline.files import publish_dir, staging_dir
-from pipeline.models import ModelSpec, TabularModel
-from pipeline.report import plot_curves, read_json, write_json
-from pipeline.resume import Resume
 from pipeline.tasks import TASKS
-from pipeline.train import evaluate, fit, split_chunks
+from pipeline.training.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.training.loop import evaluate, fit
+from pipeline.training.models import ModelSpec, TabularModel
+from pipeline.training.report import plot_curves, read_json, write_json
+from pipeline.training.resume import Resume
 
 HELD_OUT_ROWS = 1024  # test rows kept in the checkpoint for parity checks later
 
@@ -47,7 +48,7 @@ def train_run(
     dataset = load_dataset(config, log, job)
     config = dataclasses.replace(config, task=dataset.task)  # the run records the inferred task
     task = TASKS[config.task]
-    mean, std = dataset.target_scale() if not task.is_classifier else (0.0, 1.0)
+    mean, std = dataset.scale
     spec = ModelSpec(
         task=config.task,
         features=dataset.features,
@@ -61,8 +62,7 @@ def train_run(
     )
     torch.manual_seed(config.seed)
     model = TabularModel(spec)
-    files = dataset.table.files if dataset.streamed else []
-    resume = Resume.for_run(runs_dir, config.name, dataclasses.asdict(config), job.world, files)
+    resume = Resume.for_run(runs_dir, config.name, dataclasses.asdict(config), job.world, dataset.files)
     start = time.perf_counter()
     history = fit(model, dataset, config, progress=progress, job=job, resume=resume, log=log)
     seconds = time.perf_counter() - start
@@ -70,7 +70,7 @@ def train_run(
         raise PipelineError(
             f"{config.name}: training diverged in the first epoch; lower `lr` (now {config.lr})"
         )
-    metrics = evaluate(model, split_chunks(dataset, "test"), dataset.class_names, job)
+    metrics = evaluate(model, dataset.chunks("test"), dataset.class_names, job)
     report = {
         "name": config.name,
         "task": config.task,
@@ -152,5 +152,4 @@ def builtin_summary(reports: list[dict]) -> str:
                 f"{c.get('compiled_batch1_us', np.nan):.0f}",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in rows)
+    return text_table(rows)

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from contract.repository import OUTPUT_DATATYPES, TASK_OUTPUTS
+
 
 def binary_outputs(logits: torch.Tensor, threshold: float, mean: torch.Tensor, std: torch.Tensor):
     probabilities = torch.sigmoid(logits)  # (batch, 1)
@@ -101,7 +103,7 @@ class RegressionMetrics:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Task:
     name: str
     is_classifier: bool
@@ -115,47 +117,43 @@ class Task:
     loss_target: Callable  # (y, target mean, target std) -> the target in the form the loss takes
 
 
-OUTPUT_DTYPES = {
-    "logits": np.float32,
-    "probabilities": np.float32,
-    "label": np.int64,
-    "prediction": np.float32,
-}
+NUMPY_TYPES = {"FP32": np.float32, "INT64": np.int64}
+OUTPUT_DTYPES = {name: NUMPY_TYPES[datatype] for name, datatype in OUTPUT_DATATYPES.items()}
 
 TASKS: dict[str, Task] = {
     "binary": Task(
-        "binary",
-        True,
-        ("logits", "probabilities", "label"),
-        nn.BCEWithLogitsLoss,
-        binary_outputs,
-        "label",
-        ClassificationMetrics,
-        "accuracy",
+        name="binary",
+        is_classifier=True,
+        output_names=TASK_OUTPUTS["binary"],
+        make_loss=nn.BCEWithLogitsLoss,
+        outputs=binary_outputs,
+        decision="label",
+        metrics=ClassificationMetrics,
+        main_metric="accuracy",
         width=lambda n_classes, n_targets: 1,
         loss_target=lambda y, mean, std: y.float().unsqueeze(1),
     ),
     "multiclass": Task(
-        "multiclass",
-        True,
-        ("logits", "probabilities", "label"),
-        nn.CrossEntropyLoss,
-        multiclass_outputs,
-        "label",
-        ClassificationMetrics,
-        "accuracy",
+        name="multiclass",
+        is_classifier=True,
+        output_names=TASK_OUTPUTS["multiclass"],
+        make_loss=nn.CrossEntropyLoss,
+        outputs=multiclass_outputs,
+        decision="label",
+        metrics=ClassificationMetrics,
+        main_metric="accuracy",
         width=lambda n_classes, n_targets: n_classes,
         loss_target=lambda y, mean, std: y.long(),
     ),
     "regression": Task(
-        "regression",
-        False,
-        ("prediction",),
-        nn.MSELoss,
-        regression_outputs,
-        "prediction",
-        RegressionMetrics,
-        "rmse",
+        name="regression",
+        is_classifier=False,
+        output_names=TASK_OUTPUTS["regression"],
+        make_loss=nn.MSELoss,
+        outputs=regression_outputs,
+        decision="prediction",
+        metrics=RegressionMetrics,
+        main_metric="rmse",
         width=lambda n_classes, n_targets: n_targets,
         loss_target=lambda y, mean, std: ((y.double() - mean) / std).float().unsqueeze(1),
     ),

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.checkpoint import load_checkpoint
 from pipeline.config import builtin_config, builtin_names
 from pipeline.run import compile_run, train_run
+from pipeline.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 # Servers that tests start from the command line take no fixed gRPC port (8001 may be taken on a shared
@@ -65,7 +65,7 @@ def repository(runs_dir, compiled_reports, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def compiled_models(trained, compiled_reports) -> dict:
     """name → torch.compile handle (inductor's cache is warm after `compiled_reports`)."""
-    from pipeline.compiled import compile_model
+    from pipeline.checks.compiled import compile_model
 
     return {name: compile_model(model) for name, (model, _) in trained.items()}
 

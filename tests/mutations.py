@@ -40,18 +40,20 @@ MUTANTS = [
     Mutant(
         "non-atomic-publish",
         "publication deletes the old model directory, then renames the new one in",
-        "pipeline/files.py",
+        "contract/publish.py",
         "    elif exchange(staged, dest):",
         "    elif shutil.rmtree(dest) or os.rename(staged, dest) or True:",
-        ("tests/test_faults.py::test_publication_killed_at_every_step_shows_the_old_version_or_the_new",),
+        (
+            "tests/system/test_faults.py::test_publication_killed_at_every_step_shows_the_old_version_or_the_new",
+        ),
     ),
     Mutant(
         "best-weights-not-restored",
         "early stopping keeps the last epoch's weights instead of the best epoch's",
-        "pipeline/train.py",
+        "pipeline/training/loop.py",
         "    model.load_state_dict(best_state)",
         "    pass",
-        ("tests/test_training.py::test_early_stopping_restores_the_best_epoch",),
+        ("tests/pipeline/training/test_loop.py::test_early_stopping_restores_the_best_epoch",),
     ),
     Mutant(
         "softmax-over-3",
@@ -59,24 +61,24 @@ MUTANTS = [
         "pipeline/tasks.py",
         "torch.softmax(logits, dim=-1)",
         "torch.softmax(logits / 3, dim=-1)",
-        ("tests/test_models.py::test_heads_follow_the_task_table",),
+        ("tests/pipeline/training/test_models.py::test_heads_follow_the_task_table",),
     ),
     Mutant(
         "compile-checks-eager-against-eager",
         "the torch.compile stage compares eager with eager",
-        "pipeline/compiled.py",
+        "pipeline/checks/compiled.py",
         "compiled_outputs = parity.run_batches(compiled, rows)",
         "compiled_outputs = parity.run_batches(eager, rows)",
-        ("tests/test_compile.py::test_compile_stage_rejects_a_compiled_model_that_differs",),
+        ("tests/pipeline/checks/test_compiled.py::test_compile_stage_rejects_a_compiled_model_that_differs",),
     ),
     # -- pipeline/ -----------------------------------------------------------------------------------
     Mutant(
         "nan-imputed-as-zero",
         "a missing numeric value becomes raw 0 instead of the training mean",
-        "pipeline/models.py",
+        "pipeline/training/models.py",
         "numeric = torch.where(torch.isnan(numeric), self.mean, numeric)",
         "numeric = torch.where(torch.isnan(numeric), 0.0, numeric)",
-        ("tests/test_models.py::test_preprocess_standardizes_imputes_and_one_hot_encodes",),
+        ("tests/pipeline/training/test_models.py::test_preprocess_standardizes_imputes_and_one_hot_encodes",),
     ),
     Mutant(
         "threshold-strict",
@@ -84,15 +86,17 @@ MUTANTS = [
         "pipeline/tasks.py",
         "(probabilities[:, 0] >= threshold)",
         "(probabilities[:, 0] > threshold)",
-        ("tests/test_models.py::test_binary_label_is_positive_at_exactly_the_threshold",),
+        ("tests/pipeline/training/test_models.py::test_binary_label_is_positive_at_exactly_the_threshold",),
     ),
     Mutant(
         "labels-compared-on-first-row",
         "parity compares the label of the first row only",
-        "pipeline/parity.py",
+        "pipeline/checks/parity.py",
         "mismatched = np.flatnonzero(ref[:, 0] != got[:, 0])",
         "mismatched = np.flatnonzero(ref[:1, 0] != got[:1, 0])",
-        ("tests/test_compile.py::test_comparison_catches_nan_and_flipped_labels_but_reports_ties",),
+        (
+            "tests/pipeline/checks/test_compiled.py::test_comparison_catches_nan_and_flipped_labels_but_reports_ties",
+        ),
     ),
     # -- export/ -------------------------------------------------------------------------------------
     Mutant(
@@ -101,7 +105,7 @@ MUTANTS = [
         "export/verify.py",
         "onnxruntime_cpu(onnx_path, tolerance=parity.ATOL, **common)",
         "onnxruntime_cpu(onnx_path, tolerance=1.0, **common)",
-        ("tests/test_export.py::test_verification_catches_a_perturbed_weight",),
+        ("tests/export/test_export.py::test_verification_catches_a_perturbed_weight",),
     ),
     Mutant(
         "label-without-triton-reshape",
@@ -110,7 +114,7 @@ MUTANTS = [
         'lines += ["    dims: [ 1 ]", "    reshape: { shape: [ ] }"]',
         'lines += ["    dims: [ 1 ]"]',
         (
-            "tests/test_export.py::"
+            "tests/export/test_export.py::"
             "test_config_pbtxt_parses_as_triton_model_config_and_agrees_with_the_graph[zoo-mammal]",
         ),
     ),
@@ -183,38 +187,40 @@ MUTANTS = [
     Mutant(
         "moments-merge-loses-cross-term",
         "merging two batches' statistics forgets the spread between their means (variance too small)",
-        "pipeline/encoding.py",
+        "pipeline/data/encoding.py",
         "        self.m2 = self.m2 + other.m2 + delta**2 * self.count * other.count / safe",
         "        self.m2 = self.m2 + other.m2",
-        ("tests/test_tables.py::test_streamed_statistics_equal_numpy_on_the_same_training_rows",),
+        (
+            "tests/pipeline/data/test_tables.py::test_streamed_statistics_equal_numpy_on_the_same_training_rows",
+        ),
     ),
     Mutant(
         "stream-drops-leftover-rows",
         "a streamed epoch drops the rows a shuffle buffer leaves over after its last whole step",
-        "pipeline/batches.py",
+        "pipeline/training/batches.py",
         "            left = (encoded[whole:], target[whole:])",
         "            left = (encoded[:0], target[:0])",
         (
-            "tests/test_distributed.py::test_stream_batches_take_whole_steps_across_buffers_and_pad_short_shards",
+            "tests/pipeline/test_distributed.py::test_stream_batches_take_whole_steps_across_buffers_and_pad_short_shards",
         ),
     ),
     Mutant(
         "ddp-loss-over-local-rows",
         "each process averages its loss over its own rows, not its share of the global batch",
-        "pipeline/train.py",
+        "pipeline/training/loop.py",
         "            loss = local * (job.world / (global_rows * per_row))",
         "            loss = local / max(len(encoded) * per_row, 1)",
         (
-            "tests/test_distributed.py::test_two_processes_give_the_weights_of_one_with_the_same_global_batches",
+            "tests/pipeline/test_distributed.py::test_two_processes_give_the_weights_of_one_with_the_same_global_batches",
         ),
     ),
     Mutant(
         "roundoff-bound-unbounded",
         "the parity rule's float32 round-off bound is a million times too wide",
-        "pipeline/parity.py",
+        "pipeline/checks/parity.py",
         "ROUNDOFF_UNITS = 8  # the round-off bound",
         "ROUNDOFF_UNITS = 8e6  # the round-off bound",
-        ("tests/test_export.py::test_verification_catches_a_perturbed_weight",),
+        ("tests/export/test_export.py::test_verification_catches_a_perturbed_weight",),
     ),
 ]
 

@@ -15,7 +15,7 @@ import tritonclient.grpc as triton
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from pipeline import parity
+from pipeline.checks import parity
 from pipeline.config import builtin_names
 from serve.app import App, ServerConfig
 from serve.batching import BatchingConfig

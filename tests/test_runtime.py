@@ -14,7 +14,7 @@ import pytest
 import torch
 from numpy.testing import assert_allclose
 
-from pipeline import parity
+from pipeline.checks import parity
 from pipeline.config import builtin_names
 from serve.errors import BadRequest, ModelLoadError
 from serve.model import Model

@@ -16,7 +16,7 @@ import tritonclient.http as triton
 from numpy.testing import assert_allclose
 from tritonclient.utils import InferenceServerException
 
-from pipeline import parity
+from pipeline.checks import parity
 from serve.app import App, ServerConfig
 from serve.batching import BatchingConfig
 from serve.model import Model

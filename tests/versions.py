@@ -15,8 +15,8 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
+from contract.publish import publish_dir, staging_dir
 from export.repository import publish
-from pipeline.files import publish_dir, staging_dir
 
 MODEL = "auto-mpg"  # regression: version k answers the original prediction + 10·k mpg, unmistakably
 VERSION_FIELDS = ("version", "sha256", "size_bytes", "created", "versions")

@@ -1,0 +1,43 @@
+"""A training run's report: report.json (config, metrics, history) and curves.png (loss and metric)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from contract.publish import atomic_write
+from pipeline.training.loop import History
+
+
+def write_json(path: Path, values: dict) -> None:
+    atomic_write(path, lambda f: f.write((json.dumps(values, indent=2) + "\n").encode()))
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def plot_curves(path: Path, history: History, metric: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    epochs = range(1, len(history.train_loss) + 1)
+    fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_ax.plot(epochs, history.train_loss, label="train")
+    loss_ax.plot(epochs, history.val_loss, label="validation")
+    loss_ax.set(xlabel="epoch", ylabel="loss", yscale="log", title="loss")
+    metric_ax.plot(epochs, history.val_metric, color="tab:orange")
+    metric_ax.set(xlabel="epoch", ylabel=metric, title=f"validation {metric}")
+    for ax in (loss_ax, metric_ax):
+        ax.axvline(history.best_epoch, color="grey", linestyle=":", label=f"best epoch {history.best_epoch}")
+        ax.grid(alpha=0.3)
+    loss_ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
