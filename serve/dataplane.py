@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from contract.repository import PLATFORM
 from serve.config import ServerConfig
 from serve.errors import BadRequest, ServeError, Unavailable
 from serve.lifecycle import Lifecycle
@@ -18,7 +19,6 @@ from serve.repository import Repository, Served
 SERVER_NAME = "tabular-deploy"
 SERVER_VERSION = "0.1.0"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
-PLATFORM = "onnxruntime_onnx"
 METRICS_REFRESH_S = 0.25
 
 

@@ -122,7 +122,7 @@ def test_infer_raw_contents_equals_the_runtime(client, repository, trained, name
     result = client.infer(name, [features], request_id=f"req-{name}")
     response = result.get_response()
     assert (response.id, response.model_name, response.model_version) == (f"req-{name}", name, "1")
-    runtime = Model(repository / name).load().predict(rows)
+    runtime = Model.load(repository / name).predict(rows)
     assert [o.name for o in response.outputs] == list(runtime)
     for output, expected in runtime.items():
         got = result.as_numpy(output)
@@ -137,7 +137,7 @@ def test_infer_typed_contents_equals_the_runtime(stub, repository, trained, name
     tensor.contents.fp32_contents.extend(rows.ravel().tolist())
     response = stub.ModelInfer(request, timeout=10)
     assert not response.raw_output_contents  # typed in, typed out
-    runtime = Model(repository / name).load().predict(rows)
+    runtime = Model.load(repository / name).predict(rows)
     for output in response.outputs:
         expected = runtime[output.name]
         assert list(output.shape) == list(expected.shape)
@@ -154,7 +154,7 @@ def test_integer_typed_contents_and_selected_outputs(stub, client, repository):
     tensor.contents.int64_contents.extend(rows.ravel().tolist())
     request.outputs.add(name="label")
     response = stub.ModelInfer(request, timeout=10)
-    expected = Model(repository / "zoo-multiclass").load().predict(rows.astype(np.float32))["label"]
+    expected = Model.load(repository / "zoo-multiclass").predict(rows.astype(np.float32))["label"]
     assert [o.name for o in response.outputs] == ["label"]
     assert list(response.outputs[0].contents.int64_contents) == expected.tolist()
     features = triton.InferInput("features", [3, 16], "FP32")

@@ -68,7 +68,7 @@ def assert_still_right(channel, repository) -> None:
     code, raw = call(channel, "ModelInfer", request.SerializeToString())
     assert code == "OK"
     probabilities = ModelInferResponse.FromString(raw).outputs[1].contents.fp32_contents
-    expected = Model(repository / "zoo-multiclass").load().predict(rows)["probabilities"]
+    expected = Model.load(repository / "zoo-multiclass").predict(rows)["probabilities"]
     np.testing.assert_allclose(np.reshape(probabilities, (3, 7)), expected, rtol=1e-6)
 
 

@@ -89,7 +89,7 @@ def assert_still_right(target, repository) -> None:
     status, body = target.call("POST", b"/v2/models/zoo-multiclass/infer", json.dumps(request).encode())
     assert status == 200
     probabilities = json.loads(body)["outputs"][1]["data"]
-    expected = Model(repository / "zoo-multiclass").load().predict(rows)["probabilities"]
+    expected = Model.load(repository / "zoo-multiclass").predict(rows)["probabilities"]
     np.testing.assert_allclose(np.reshape(probabilities, (3, 7)), expected, rtol=1e-6)
 
 

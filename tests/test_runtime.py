@@ -25,8 +25,8 @@ from tests.conftest import ROOT, quiet
 @pytest.mark.parametrize("name", builtin_names())
 def test_predict_equals_the_torch_reference(repository, trained, name):
     model, payload = trained[name]
-    runtime = Model(repository / name).load()
-    assert runtime.ready and runtime.version == "1"
+    runtime = Model.load(repository / name)
+    assert runtime.version == "1" and runtime.name == name
     rows = parity.parity_rows(model.spec.features, payload["held_out"].numpy())[:300]
     outputs = runtime.predict(rows)
     with torch.inference_mode():
@@ -42,7 +42,7 @@ def test_served_probabilities_are_the_activation_of_the_served_logits(repository
     sigmoid for binary; the label is the argmax, or p >= threshold."""
     model, payload = trained[name]
     rows = parity.parity_rows(model.spec.features, payload["held_out"].numpy())[:300]
-    outputs = Model(repository / name).load().predict(rows)
+    outputs = Model.load(repository / name).predict(rows)
     z = outputs["logits"].astype(np.float64)
     if z.shape[1] == 1:
         p = 0.5 * (1.0 + np.tanh(z / 2.0))  # the sigmoid, without overflow at the ±1e4-σ edge rows
@@ -56,7 +56,7 @@ def test_served_probabilities_are_the_activation_of_the_served_logits(repository
 
 
 def test_named_features_use_the_manifests_order_and_category_codes(repository):
-    runtime = Model(repository / "auto-mpg").load()
+    runtime = Model.load(repository / "auto-mpg")
     names = [f["name"] for f in runtime.features]
     row = {
         "cylinders": 4,
@@ -77,7 +77,7 @@ def test_named_features_use_the_manifests_order_and_category_codes(repository):
 
 
 def test_describe_gives_class_names_and_probabilities(repository):
-    runtime = Model(repository / "zoo-mammal").load()
+    runtime = Model.load(repository / "zoo-mammal")
     rows = [
         {"hair": 1, "milk": 1, "legs": 4, "toothed": 1, "backbone": 1, "breathes": 1},
         {"feathers": 1, "eggs": 1, "legs": 2, "airborne": 1, "backbone": 1, "breathes": 1},
@@ -101,14 +101,14 @@ def test_describe_gives_class_names_and_probabilities(repository):
     ],
 )
 def test_bad_rows_are_refused_with_the_reason(repository, rows, message):
-    runtime = Model(repository / "zoo-mammal").load()
+    runtime = Model.load(repository / "zoo-mammal")
     with pytest.raises(BadRequest) as error:
         runtime.encode_rows(rows)
     assert message in error.value.message
 
 
 def test_infinite_and_wrongly_shaped_features_are_refused(repository):
-    runtime = Model(repository / "zoo-mammal").load()
+    runtime = Model.load(repository / "zoo-mammal")
     with pytest.raises(BadRequest, match="Infinity"):
         runtime.predict(np.full((1, 16), np.inf, np.float32))
     with pytest.raises(BadRequest, match=r"shape \[rows, 16\]"):
@@ -134,7 +134,7 @@ def test_tampered_model_is_refused_and_the_others_served(repository_copy):
     assert repo.failed["empty"] == "missing manifest.json"
     assert not repo.ready  # strict: a refused model keeps the server not ready
     with pytest.raises(ModelLoadError, match="sha256"):
-        Model(repository_copy / "zoo-mammal").load()
+        Model.load(repository_copy / "zoo-mammal")
 
 
 def test_manifest_that_disagrees_with_the_graph_is_refused(repository_copy):
@@ -143,7 +143,7 @@ def test_manifest_that_disagrees_with_the_graph_is_refused(repository_copy):
     manifest["outputs"][0]["name"] = "mpg"
     path.write_text(json.dumps(manifest))
     with pytest.raises(ModelLoadError, match="graph outputs"):
-        Model(repository_copy / "auto-mpg").load()
+        Model.load(repository_copy / "auto-mpg")
 
 
 def test_empty_repository_is_never_ready(tmp_path):

@@ -75,7 +75,7 @@ def test_infer_equals_runtime_and_torch(client, repository, trained, name, binar
     outputs = [triton.InferRequestedOutput(n, binary_data=binary_out) for n in model.output_names]
     result = client.infer(name, [features], outputs=outputs, request_id=f"req-{name}")
     assert result.get_response()["id"] == f"req-{name}"
-    runtime = Model(repository / name).load().predict(rows)
+    runtime = Model.load(repository / name).predict(rows)
     with torch.inference_mode():
         reference = [t.numpy() for t in model(torch.from_numpy(rows))]
     for output, expected in zip(model.output_names, reference):
@@ -336,13 +336,13 @@ def test_no_content_type_needed_and_binary_response_layout(server, trained, repo
     (output,) = response["outputs"]
     assert output["parameters"]["binary_data_size"] == len(body) - length == 8
     predictions = struct.unpack("<2f", body[length:])
-    expected = Model(repository / "auto-mpg").load().predict(rows)["prediction"]
+    expected = Model.load(repository / "auto-mpg").predict(rows)["prediction"]
     assert predictions == tuple(expected[:, 0].tolist())
 
 
 def test_concurrent_clients_each_get_their_own_rows_and_batches_form(server, repository):
     address, app = server
-    runtime = Model(repository / "auto-mpg").load()
+    runtime = Model.load(repository / "auto-mpg")
     rng = np.random.default_rng(0)
     mean, spread = [5, 190, 100, 2900, 15, 76, 1], [1, 100, 35, 800, 3, 3, 0.5]
     requests = [rng.normal(mean, spread, (1, 7)).astype(np.float32) for _ in range(96)]  # distinct rows
