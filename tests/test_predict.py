@@ -396,24 +396,23 @@ def test_without_pyarrow_predict_says_how_to_install_it(repository, tmp_path):
 
 SERVE_WITHOUT_PYARROW = """
 import json, socket, sys, threading, time, urllib.request
-import uvicorn
 import serve.__main__
-from serve.app import App, ServerConfig
+from serve.config import ServerConfig
+from serve.server import Server
 with socket.socket() as s:  # gRPC on too, on a free port
     s.bind(("127.0.0.1", 0))
     grpc_port = s.getsockname()[1]
-app = App(ServerConfig(repository=sys.argv[1], grpc_port=grpc_port), log=lambda line: None)
-server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+server = Server(ServerConfig(repository=sys.argv[1], port=0, grpc_port=grpc_port), log=lambda line: None)
 thread = threading.Thread(target=server.run, daemon=True)
 thread.start()
-while not server.started or app.repository.loading:
+while not server.started or server.dataplane.repository.loading:
     time.sleep(0.01)
-port = server.servers[0].sockets[0].getsockname()[1]
+port = server.http.servers[0].sockets[0].getsockname()[1]
 body = json.dumps({"instances": [{"cylinders": 4}]}).encode()
 answer = urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/auto-mpg:predict", body).read()
 loaded = sorted(m for m in sys.modules if m.split(".")[0] == "pyarrow")
 print(json.dumps({"answer": json.loads(answer), "pyarrow": loaded}))
-server.should_exit = True
+server.exit()
 thread.join(10)
 """
 

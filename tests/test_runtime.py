@@ -153,20 +153,20 @@ def test_empty_repository_is_never_ready(tmp_path):
 
 SERVE_WITHOUT_TORCH = """
 import json, socket, sys, threading, time, urllib.request
-import grpc, numpy as np, uvicorn
-from serve.app import App, ServerConfig
-from serve.grpc_messages import SERVICE, ModelInferRequest, ModelInferResponse
+import grpc, numpy as np
+from serve.config import ServerConfig
+from serve.grpc.messages import SERVICE, ModelInferRequest, ModelInferResponse
 from serve.predict import predict_table  # batch prediction stays torch-free too
+from serve.server import Server
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     grpc_port = s.getsockname()[1]
-app = App(ServerConfig(repository=sys.argv[1], grpc_port=grpc_port), log=lambda line: None)
-server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+server = Server(ServerConfig(repository=sys.argv[1], port=0, grpc_port=grpc_port), log=lambda line: None)
 thread = threading.Thread(target=server.run, daemon=True)
 thread.start()
-while not server.started or app.repository.loading:
+while not server.started or server.dataplane.repository.loading:
     time.sleep(0.01)
-port = server.servers[0].sockets[0].getsockname()[1]
+port = server.http.servers[0].sockets[0].getsockname()[1]
 body = json.dumps({"instances": [{"legs": 4}]}).encode()
 answer = urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/zoo-mammal:predict", body).read()
 request = ModelInferRequest(model_name="zoo-mammal")
@@ -179,7 +179,7 @@ with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
 training_side = ("torch", "onnx", "onnxscript", "pipeline", "export", "tritonclient")
 leaked = sorted(m for m in sys.modules if m.split(".")[0] in training_side)
 print(json.dumps({"answer": json.loads(answer), "label": label, "leaked": leaked}), flush=True)
-server.should_exit = True
+server.exit()
 thread.join(10)  # shut down cleanly: a daemon thread inside onnxruntime at interpreter exit can crash it
 """
 
