@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +20,7 @@ from pipeline.config import builtin_config, builtin_names
 from serve.model import Model
 from serve.predict import PredictError, predict_table, tables
 from serve.predict.encoding import BatchEncoder, CellError
-from tests.conftest import ROOT, run_cli
+from tests.conftest import run_cli
 
 AUTO_MPG = builtin_config("auto-mpg").data
 
@@ -392,40 +389,3 @@ def test_without_pyarrow_predict_says_how_to_install_it(repository, tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: batch prediction needs pyarrow: pip install 'tabular-deploy[batch]' (or make install)"
     ]
-
-
-SERVE_WITHOUT_PYARROW = """
-import json, socket, sys, threading, time, urllib.request
-import serve.__main__
-from serve.config import ServerConfig
-from serve.server import Server
-with socket.socket() as s:  # gRPC on too, on a free port
-    s.bind(("127.0.0.1", 0))
-    grpc_port = s.getsockname()[1]
-server = Server(ServerConfig(repository=sys.argv[1], port=0, grpc_port=grpc_port), log=lambda line: None)
-thread = threading.Thread(target=server.run, daemon=True)
-thread.start()
-while not server.started or server.dataplane.repository.loading:
-    time.sleep(0.01)
-port = server.http.servers[0].sockets[0].getsockname()[1]
-body = json.dumps({"instances": [{"cylinders": 4}]}).encode()
-answer = urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/auto-mpg:predict", body).read()
-loaded = sorted(m for m in sys.modules if m.split(".")[0] == "pyarrow")
-print(json.dumps({"answer": json.loads(answer), "pyarrow": loaded}))
-server.exit()
-thread.join(10)
-"""
-
-
-def test_the_server_never_imports_pyarrow(repository):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-c", SERVE_WITHOUT_PYARROW, str(repository)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["pyarrow"] == [] and "mpg" in report["answer"]["predictions"][0]
