@@ -93,14 +93,18 @@ def run_ours(spec: PublicTable, train: Path, test: Path, out: Path, scratch: Pat
     result = {"status": done.returncode, "seconds": seconds}
     if done.returncode != 0:
         return {**result, "failed": "train", "stderr": last_line(done.stderr)}
-    report = json.loads((runs / spec.name / "report.json").read_text())
+    report_text = (runs / spec.name / "report.json").read_text()
+    (out.parent / "ours-report.json").write_text(report_text)  # the run's history, kept for a look
+    report = json.loads(report_text)
     history = report["history"]
-    losses = [*history["train_loss"], *history["val_loss"], report["test_metrics"]["loss"]]
+    epoch_losses = list(zip(history["train_loss"], history["val_loss"]))
+    bad_epochs = [k + 1 for k, pair in enumerate(epoch_losses) if not all(map(math.isfinite, pair))]
     result |= {
         "epochs_run": report["epochs_run"],
         "epochs_max": report["config"]["epochs"],
         "best_epoch": history.get("best_epoch"),
-        "non_finite_loss": not all(math.isfinite(v) for v in losses),
+        "non_finite_loss": bool(bad_epochs) or not math.isfinite(report["test_metrics"]["loss"]),
+        "first_non_finite_epoch": bad_epochs[0] if bad_epochs else None,
         "loop_seconds": report["train_seconds"],
         "task": report["task"],
         "own_test_metrics": {k: v for k, v in report["test_metrics"].items() if isinstance(v, float)},
@@ -169,7 +173,8 @@ def flags(result: dict) -> list[str]:
     if ours["status"] != 0:
         found.append(f"exit {ours['status']} in {ours['failed']}: {ours['stderr']}")
     if ours.get("non_finite_loss"):
-        found.append("non-finite loss in the run's history")
+        where = ours.get("first_non_finite_epoch")
+        found.append(f"non-finite loss{f' from epoch {where}' if where else ''}, exit status 0")
     if ours.get("classes_predicted") == 1:
         found.append("predicts one class for every test row")
     if ours.get("epochs_run") is not None and ours["epochs_run"] >= ours["epochs_max"]:
