@@ -5,7 +5,8 @@ import, read the train file with pandas, fit with the library's defaults, then p
 
 What each gets (the usual minimal preprocessing a user writes, nothing tuned):
 - all three: `pandas.read_csv` with the file's separator and decimal mark (its user knows them), every
-  column but the target as a feature (identifiers and dates included, as in our default run);
+  column but the target as a feature (identifiers and dates included, as in our default run); the
+  scikit-learn models get `random_state=0` (not a tuning: their default draws a new seed each run);
 - `lightgbm`: `LGBMClassifier()` / `LGBMRegressor()` (verbose=-1 only silences it); text columns as
   pandas `category` (the test file's mapped onto the training categories), missing values as NaN;
 - `histgb`: `HistGradientBoostingClassifier()` / `...Regressor()`, text columns as `category` the same
@@ -28,6 +29,7 @@ import time
 import warnings
 
 MAX_HISTGB_CATEGORIES = 255
+SEED = 0  # scikit-learn's default is a fresh draw per run; LightGBM's defaults are seeded already
 
 
 def text_columns(frame, target: str) -> list[str]:
@@ -57,7 +59,8 @@ def tree_model(tool: str, task: str, train, test, target: str):
         if len(train[c].cat.categories) > MAX_HISTGB_CATEGORIES:
             for frame in (train, test):  # codes as numbers; -1 (missing or unseen) as missing
                 frame[c] = frame[c].cat.codes.astype("float64").where(frame[c].notna())
-    return HistGradientBoostingRegressor() if task == "regression" else HistGradientBoostingClassifier()
+    model = HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier
+    return model(random_state=SEED)
 
 
 def mlp_model(task: str, train, target: str):
@@ -78,10 +81,9 @@ def mlp_model(task: str, train, target: str):
         ]
     )
     if task == "regression":
-        return TransformedTargetRegressor(
-            make_pipeline(features, MLPRegressor()), transformer=StandardScaler()
-        )
-    return make_pipeline(features, MLPClassifier())
+        regressor = make_pipeline(features, MLPRegressor(random_state=SEED))
+        return TransformedTargetRegressor(regressor, transformer=StandardScaler())
+    return make_pipeline(features, MLPClassifier(random_state=SEED))
 
 
 def main(argv: list[str] | None = None) -> int:
