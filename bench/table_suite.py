@@ -14,7 +14,7 @@ the written prediction files and the test file, by the same code for all four: a
 
 `ratio` is ours against the best peer, higher is better for both kinds: accuracy / best accuracy,
 best RMSE / RMSE. A table where our run fails counts 0. Time ratios compare our train process with each
-peer's import + read + fit, on the median table.
+peer's import + read + fit: their median over the tables, and on the median-size table.
 """
 
 from __future__ import annotations
@@ -150,10 +150,14 @@ def ratio(task: str, ours: float | None, best: float) -> float:
 def run_table(spec: PublicTable, out_dir: Path, max_rows: int | None, tools, extra: list[str]) -> dict:
     """Split, run ours and each peer one after the other, score; the files stay in `out_dir`."""
     train, test = write_split(spec, out_dir, max_rows)
+    for stale in (*out_dir.glob("ours*"), *(out_dir / f"{tool}.csv" for tool in PEERS)):
+        stale.unlink(missing_ok=True)  # a failed run must not leave an earlier run's predictions
     metric = metric_name(spec.task)
+    with train.open() as lines:
+        rows = sum(1 for _ in lines) - 1  # no field in these tables spans lines
     result: dict = {
         "task": spec.task,
-        "train_rows": sum(1 for _ in train.open()) - 1,
+        "train_rows": rows,
         "metric": metric,
         "load_before": os.getloadavg()[0],  # the machine's 1-minute load: the noise this table saw
     }
