@@ -29,7 +29,7 @@ MODELS ?=
 # podman reads the project's settings (deploy/containers.conf) unless you point it elsewhere.
 export CONTAINERS_CONF ?= $(CURDIR)/deploy/containers.conf
 .PHONY: install all train export verify serve predict bench test test-gpu fuzz soak mutants lint proto clean \
-	base-image image run-image
+	base-image image run-image manifests
 
 # Idempotent: the stamp is newer than pyproject.toml once everything is installed.
 install: $(VENV)/.installed
@@ -114,6 +114,9 @@ image:
 run-image:
 	$(PYTHON) -m deploy run-image --image $(IMAGE) --repository "$(REPOSITORY)" --host $(HOST) \
 		--port $(PORT) --grpc-port $(GRPC_PORT)
+
+manifests: install
+	$(PY) -m deploy validate
 
 clean:
 	rm -rf $(RUNS) $(REPOSITORY) .pytest_cache .ruff_cache

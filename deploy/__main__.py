@@ -5,8 +5,9 @@
     python -m deploy image [--base B] [--variant batch] [--models DIR] [--tag T]
     python -m deploy run-image [--image T] [--repository DIR] [--host H] [--port P] [--grpc-port G] [-- ARGS]
     python -m deploy prepare-tests             as root: the tools and the base image the image tests need
+    python -m deploy validate                  the Kubernetes manifests against their schemas (dev extra)
 
-Standard library only: it runs with any python3, no virtual environment needed.
+Standard library only (but `validate`): it runs with any python3, no virtual environment needed.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "prepare-tests", help="as root: install the tools and build the base image if missing"
     )
+    commands.add_parser("validate", help="validate deploy/kubernetes/*.yaml against their schemas")
     return parser
 
 
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_image(args)
         elif args.command == "prepare-tests":
             return prepare_tests()
+        elif args.command == "validate":
+            return validate()
     except tools.DeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -85,6 +89,17 @@ def run_image(args) -> int:
     )
     print("podman " + " ".join(command), flush=True)
     os.execvpe("podman", ["podman", *command], tools.environment())  # Ctrl-C reaches the container
+
+
+def validate() -> int:
+    try:
+        from deploy.manifests import validate_all
+
+        return 1 if validate_all() else 0
+    except ImportError as exc:
+        raise tools.DeployError(
+            f"validate needs PyYAML, jsonschema and kubernetes-validate (make install): {exc}"
+        ) from None
 
 
 def prepare_tests() -> int:
