@@ -272,7 +272,9 @@ def build_image(
     ensure_tools(log=log)
     base = choose_base(base, log=log)
     runtime = load_runtime()
-    build_args = {"VARIANT": variant, **runtime.build_args(), **({"BASE": base} if base else {})}
+    build_args = runtime.build_args()
+    build_args.update({"BASE": base} if base else {})
+    build_args.update({"VARIANT": variant} if variant != "runtime" else {})  # the Containerfile's default
     command = ["build", "--format", "docker", "--network", "host", "--file", str(CONTAINERFILE), "--tag", tag]
     command += [f"--build-arg={k}={v}" for k, v in build_args.items()]
     ca = pip_ca_bundle()

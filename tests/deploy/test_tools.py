@@ -90,7 +90,10 @@ def test_a_repository_the_container_cannot_read_is_refused_in_one_line(tmp_path)
     (model / "config.pbtxt").chmod(0o644)
     tools.check_repository(tmp_path / "models")  # readable: no error
     model.chmod(0o700)  # as the export's staging directory (mkdtemp) leaves it
-    result = run_cli("-m", "deploy", "run-image", "--repository", str(tmp_path / "models"))
+    repository = str(tmp_path / "models")  # (an image that is nowhere: nothing may start in any case)
+    result = run_cli(
+        "-m", "deploy", "run-image", "--repository", repository, "--image", "localhost/nowhere:0"
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"error: {model} (mode 700) is not readable by the container's user {RUNTIME.user}: "
