@@ -4,9 +4,11 @@
   the host's process start → ready;
 - throughput: 1-row V2 infer over HTTP (JSON, wrk or the asyncio client) and gRPC (raw contents, grpc.aio
   clients) at concurrency 8 and 64, the container (host network, read-only, user 1000) and the host server
-  loaded the same way in alternating slices.
+  loaded the same way in alternating slices; beside it, each server's CPU time per request (from /proc),
+  which moves much less than throughput with whatever else the machine runs.
 
-    python -m bench.container [--repository models] [--image localhost/tabular-deploy:latest] [--quick]
+    python -m bench.container [--repository models] [--image localhost/tabular-deploy:latest]
+                              [--seconds 10] [--rounds 3] [--quick]
 Needs the image (`make image`) and the built-in models (`make all`).
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -24,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.grpc_serving import alternate as alternate_loads
-from bench.grpc_serving import grpc_load
+from bench.grpc_serving import grpc_load, medians
 from bench.report import table
 from bench.serving import bodies, free_port, load, server, wait_ready
 from deploy import podman as tools
@@ -34,7 +36,7 @@ from deploy import podman as tools
 @contextlib.contextmanager
 def container(image: str, repository: Path):
     """The image run as `make run-image` runs it, on free ports; yields (http port, grpc port, seconds
-    from `podman run` to ready)."""
+    from `podman run` to ready, the server's pid on the host)."""
     name = f"bench-{uuid.uuid4().hex[:8]}"
     http_port, grpc_port = free_port(), free_port()
     command = tools.run_command(
@@ -44,7 +46,9 @@ def container(image: str, repository: Path):
     tools.podman(*command)
     try:
         wait_ready(http_port, "/v2/health/ready")
-        yield http_port, grpc_port, time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        pid = int(tools.podman("inspect", "--format", "{{.State.Pid}}", name).stdout)
+        yield http_port, grpc_port, seconds, pid
     finally:
         tools.podman("rm", "--force", "--time", "0", name, check=False)
 
@@ -64,7 +68,7 @@ def sizes(image: str) -> dict:
 def start_to_ready(image: str, repository: Path, repeats: int) -> dict:
     container_s, host_s = [], []
     for _ in range(repeats):
-        with container(image, repository) as (_, _, seconds):
+        with container(image, repository) as (_, _, seconds, _):
             container_s.append(seconds)
         with server("ours", repository) as (_, _, seconds):
             host_s.append(seconds)
@@ -78,10 +82,10 @@ def start_to_ready(image: str, repository: Path, repeats: int) -> dict:
 
 @contextlib.contextmanager
 def host_server(repository: Path):
-    """The same server on the host (this .venv), HTTP and gRPC on free ports: (http port, grpc port)."""
+    """The same server on the host (this .venv), HTTP and gRPC on free ports: (http port, grpc port, pid)."""
     grpc_port = free_port()
-    with server("ours", repository, "--grpc-port", str(grpc_port)) as (http_port, _, _):
-        yield http_port, grpc_port
+    with server("ours", repository, "--grpc-port", str(grpc_port)) as (http_port, pid, _):
+        yield http_port, grpc_port, pid
 
 
 def run(image: str, repository: Path, seconds: float, rounds: int, repeats: int) -> tuple[dict, str]:
@@ -112,38 +116,87 @@ def run(image: str, repository: Path, seconds: float, rounds: int, repeats: int)
             f"{r['host']['p99_ms']:.2f}",
             r["container"]["errors"] + r["host"]["errors"],
             f"{r['ratio']:.2f}x",
+            f"{r['container']['cpu_us_per_request']:.0f} / {r['host']['cpu_us_per_request']:.0f}",
+            f"{r['cpu_ratio']:.2f}x",
         )
         for r in results["throughput"]
     ]
     text += table(
         f"container vs host: 1-row V2 infer on zoo-multiclass, {seconds:g} s each, {rounds} slices",
-        ("transport", "conc", "container req/s", "p99 ms", "host req/s", "p99 ms", "errors", "ratio"),
+        (
+            "transport",
+            "conc",
+            "container req/s",
+            "p99 ms",
+            "host req/s",
+            "p99 ms",
+            "errors",
+            "req/s ratio",
+            "server CPU µs/req (container / host)",
+            "CPU ratio",
+        ),
         rows,
     )
     return results, text
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (from /proc; the container's too)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(run, pid: int):
+    """`run(seconds)` that also reports the server's CPU time per answered request."""
+
+    def call(seconds: float) -> dict:
+        before = cpu_seconds(pid)
+        result = run(seconds)
+        result["cpu_s"] = cpu_seconds(pid) - before
+        return result
+
+    return call
+
+
 def throughput_pairs(image: str, repository: Path, seconds: float, rounds: int, concurrencies) -> list[dict]:
+    """Each case loads the container and the host server in `rounds` alternating slices. Throughput moves
+    with whatever else the machine runs; the server's CPU time per request much less, so both are kept."""
     payload = bodies()["json"]
     runs = []
-    with container(image, repository) as (c_http, c_grpc, _), host_server(repository) as (h_http, h_grpc):
+    with (
+        container(image, repository) as (c_http, c_grpc, _, c_pid),
+        host_server(repository) as (h_http, h_grpc, h_pid),
+    ):
         for port in (c_http, h_http):  # warm-up
             load(port, *payload, 8, min(2.0, seconds))
         for concurrency in concurrencies:
             for transport in ("http", "grpc"):
-                if transport == "http":
-                    loads = {
-                        "container": lambda s, p=c_http, c=concurrency: load(p, *payload, c, s),
-                        "host": lambda s, p=h_http, c=concurrency: load(p, *payload, c, s),
-                    }
-                else:
-                    loads = {
-                        "container": lambda s, p=c_grpc, c=concurrency: grpc_load(p, c, s),
-                        "host": lambda s, p=h_grpc, c=concurrency: grpc_load(p, c, s),
-                    }
-                pair = alternate_loads(loads, seconds, rounds)
+                servers = {"container": (c_http, c_grpc, c_pid), "host": (h_http, h_grpc, h_pid)}
+                slices: dict[str, list] = {name: [] for name in servers}
+                for _ in range(rounds):
+                    for name, (http_port, grpc_port, pid) in servers.items():
+                        if transport == "http":
+                            run = measured(lambda s, p=http_port, c=concurrency: load(p, *payload, c, s), pid)
+                        else:
+                            run = measured(lambda s, p=grpc_port, c=concurrency: grpc_load(p, c, s), pid)
+                        slices[name].append(run(seconds / rounds))
+                pair = {}
+                for name, parts in slices.items():
+                    pair[name] = medians(parts)
+                    pair[name]["cpu_us_per_request"] = (
+                        1e6 * sum(r["cpu_s"] for r in parts) / max(1, sum(r["requests"] for r in parts))
+                    )
                 ratio = pair["container"]["requests_per_s"] / pair["host"]["requests_per_s"]
-                runs.append({"transport": transport, "concurrency": concurrency, **pair, "ratio": ratio})
+                cpu_ratio = pair["container"]["cpu_us_per_request"] / pair["host"]["cpu_us_per_request"]
+                runs.append(
+                    {
+                        "transport": transport,
+                        "concurrency": concurrency,
+                        **pair,
+                        "ratio": ratio,
+                        "cpu_ratio": cpu_ratio,
+                    }
+                )
     return runs
 
 
@@ -153,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", default=tools.IMAGE)
     parser.add_argument("--out", type=Path, default=Path("bench-results/container.json"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not a measurement")
+    parser.add_argument("--seconds", type=float, default=10.0, help="load per server and case, in all")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating slices the load is cut into")
     args = parser.parse_args(argv)
     if not (args.repository / "zoo-multiclass" / "manifest.json").exists():
         print(f"error: no built-in models in {args.repository}: run `make all` first", file=sys.stderr)
@@ -164,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         results, text = run(
             args.image,
             args.repository,
-            seconds=1.0 if args.quick else 10.0,
-            rounds=1 if args.quick else 3,
+            seconds=1.0 if args.quick else args.seconds,
+            rounds=1 if args.quick else args.rounds,
             repeats=1 if args.quick else 5,
         )
     except tools.DeployError as exc:
