@@ -82,6 +82,7 @@ def test_serving_manifests_run_the_image_as_runtime_json_says(
     assert ports[0]["containerPort"] == RUNTIME.http_port  # KServe: the first port is the service's
     grpc = [p for p in ports if "grpc" in p["name"] or "h2c" in p["name"]]  # KServe: h2c by name
     assert [p["containerPort"] for p in grpc] == [RUNTIME.grpc_port]
+    assert 0 < container["lifecycle"]["preStop"]["sleep"]["seconds"] < 30  # within the grace period
     for probe, path in (("livenessProbe", RUNTIME.liveness), ("readinessProbe", RUNTIME.readiness)):
         assert container[probe]["httpGet"] == {"path": path, "port": RUNTIME.http_port}, probe
     security = {**pod_security, **container["securityContext"]}
