@@ -230,6 +230,107 @@ MUTANTS = [
         "ROUNDOFF_UNITS = 8e6  # the round-off bound",
         ("tests/export/test_export.py::test_verification_catches_a_perturbed_weight",),
     ),
+    # -- deploy/: the serving image and the Kubernetes manifests (issue 17) ----------------------------------
+    Mutant(
+        "image-runs-as-root",
+        "the image's server runs as root",
+        "deploy/Containerfile",
+        "USER ${USER_ID}:${USER_ID}",
+        "USER 0:0",
+        ("tests/deploy/test_image.py::test_image_is_unprivileged_torch_free_and_follows_runtime_json",),
+    ),
+    Mutant(
+        "image-installs-the-batch-extra",
+        "the image installs the batch extra (pyarrow) unless told otherwise",
+        "deploy/Containerfile",
+        "ARG VARIANT=runtime",
+        "ARG VARIANT=batch",
+        ("tests/deploy/test_image.py::test_image_is_unprivileged_torch_free_and_follows_runtime_json",),
+    ),
+    Mutant(
+        "entrypoint-through-a-shell",
+        "the image starts the server from a shell, which as PID 1 never passes SIGTERM on",
+        "deploy/Containerfile",
+        'ENTRYPOINT ["/opt/venv/bin/python", "-m", "serve", "serve"]',
+        'ENTRYPOINT ["/bin/sh", "-c", "/opt/venv/bin/python -m serve serve \\"$@\\"; exit $?", "sh"]',
+        ("tests/deploy/test_image.py::test_sigterm_drains_in_flight_requests_over_both_transports",),
+    ),
+    Mutant(
+        "baked-models-keep-their-modes",
+        "baked models keep the modes they had (the export's 0700 directories), unreadable by user 1000",
+        "deploy/Containerfile",
+        "&& chmod -R u=rwX,go=rX ${MODEL_REPOSITORY}",
+        "",
+        ("tests/deploy/test_image.py::test_baked_models_are_served_without_a_mount",),
+    ),
+    Mutant(
+        "healthcheck-asks-liveness",
+        "the image's healthcheck asks the liveness endpoint, so a server with no model is healthy",
+        "deploy/healthcheck.py",
+        'READY = "/v2/health/ready"',
+        'READY = "/v2/health/live"',
+        ("tests/deploy/test_image.py::test_healthcheck_fails_while_the_server_is_not_ready",),
+    ),
+    Mutant(
+        "healthcheck-ignores-the-port-argument",
+        "the healthcheck reads SERVE_PORT only, not the --port the server was started with",
+        "deploy/healthcheck.py",
+        'port = option(argv, "--port") or environ.get("SERVE_PORT") or "8000"',
+        'port = environ.get("SERVE_PORT") or "8000"',
+        ("tests/deploy/test_tools.py::test_healthcheck_asks_where_the_server_listens",),
+    ),
+    Mutant(
+        "repository-mounted-writable",
+        "make run-image mounts the model repository writable",
+        "deploy/podman.py",
+        'f"{Path(repository).resolve()}:{runtime.repository}:ro"',
+        'f"{Path(repository).resolve()}:{runtime.repository}"',
+        (
+            "tests/deploy/test_tools.py::"
+            "test_run_command_is_read_only_unprivileged_and_mounts_the_repository_read_only",
+        ),
+    ),
+    Mutant(
+        "unreadable-repository-accepted",
+        "make run-image starts on a repository its user cannot read (the server then serves nothing)",
+        "deploy/podman.py",
+        "            if st.st_mode & need != need:",
+        "            if False:",
+        ("tests/deploy/test_tools.py::test_a_repository_the_container_cannot_read_is_refused_in_one_line",),
+    ),
+    Mutant(
+        "deployment-readiness-on-liveness",
+        "the Deployment's readiness probe asks the liveness endpoint (ready before the models load)",
+        "deploy/kubernetes/deployment.yaml",
+        "path: /v2/health/ready",
+        "path: /v2/health/live",
+        (
+            "tests/deploy/test_manifests.py::test_serving_manifests_run_the_image_as_runtime_json_says"
+            "[deployment.yaml:Deployment:tabular-deploy]",
+        ),
+    ),
+    Mutant(
+        "serving-runtime-misspelt-field",
+        "the ClusterServingRuntime misspells readOnlyRootFilesystem (the API server refuses the manifest)",
+        "deploy/kubernetes/kserve.yaml",
+        "readOnlyRootFilesystem: true",
+        "readOnlyRootFileSystem: true",
+        (
+            "tests/deploy/test_manifests.py::test_every_manifest_validates_against_its_kinds_schema"
+            "[kserve.yaml:ClusterServingRuntime:tabular-deploy]",
+        ),
+    ),
+    Mutant(
+        "triton-serves-another-repository",
+        "the Triton InferenceService reads another storage path than this runtime's",
+        "deploy/kubernetes/kserve-triton.yaml",
+        "storageUri: pvc://tabular-models/models",
+        "storageUri: pvc://tabular-models/model",
+        (
+            "tests/deploy/test_manifests.py::"
+            "test_inference_services_name_their_runtimes_and_serve_the_same_repository",
+        ),
+    ),
 ]
 
 
@@ -248,7 +349,8 @@ def plant(root: Path, mutant: Mutant) -> str:
         )
     planted = text.replace(mutant.original, mutant.planted)
     try:
-        compile(planted, str(path), "exec")
+        if path.suffix == ".py":  # a Containerfile or a manifest is planted as text
+            compile(planted, str(path), "exec")
     except SyntaxError as exc:
         raise MutantError(f"{mutant.name}: the planted {mutant.path} does not compile: {exc}") from None
     path.write_text(planted)
