@@ -104,6 +104,7 @@ class Metrics:
 MAX_BATCH_SIZES = 4096  # distinct batch sizes given their own statistics, per model version
 DURATIONS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
 COMPUTE = DURATIONS[3:]
+NO_CACHE = ("cache_hit", "cache_miss")  # there is no response cache: always zero, written as Triton does
 
 
 class InferenceStatistics:
@@ -147,7 +148,10 @@ class InferenceStatistics:
             "last_inference": self.last_inference,
             "inference_count": self.inference_count,
             "execution_count": self.execution_count,
-            "inference_stats": {k: duration(v) for k, v in self.durations.items()},
+            "inference_stats": {
+                **{k: duration(v) for k, v in self.durations.items()},
+                **{k: duration([0, 0]) for k in NO_CACHE},
+            },
             "batch_stats": [
                 {"batch_size": size, **{k: duration(v) for k, v in batch.items()}}
                 for size, batch in sorted(self.batches.items())

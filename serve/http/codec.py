@@ -179,10 +179,9 @@ def json_texts(data, name: str, count: int) -> list:
         if not all(isinstance(row, list) for row in data):
             raise BadRequest(f"input {name!r} mixes rows and values in its data")
         data = [v for row in data for v in row]
-    flat = data
-    if len(flat) != count or not all(v is None or isinstance(v, str) for v in flat):
+    if len(data) != count or not all(v is None or isinstance(v, str) for v in data):
         raise BadRequest(f"input {name!r} needs {count} strings (or null), one per row")
-    return flat
+    return data
 
 
 def requested_outputs(request: dict, model: Model) -> tuple[list[str], dict[str, bool]]:

@@ -221,6 +221,16 @@ def test_statistics_count_requests_rows_executions_and_failures_on_both_transpor
         assert (inference.success.count, inference.fail.count, inference.queue.count) == (3, 1, 3)
         assert inference.compute_infer.count == 3 and inference.success.ns >= inference.compute_infer.ns > 0
         assert 1 <= stats.execution_count <= 3
+        assert set(http_stats["model_stats"][0]["inference_stats"]) == {
+            "success",
+            "fail",
+            "queue",
+            "compute_input",
+            "compute_infer",
+            "compute_output",
+            "cache_hit",
+            "cache_miss",
+        }
         assert sum(b.compute_infer.count for b in stats.batch_stats) == stats.execution_count
         assert sum(b.batch_size * b.compute_infer.count for b in stats.batch_stats) == 6
         every = triton_stats(address, "/v2/models/stats")
