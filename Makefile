@@ -95,12 +95,13 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
 
-# After editing serve/grpc/proto/grpc_service.proto: rebuild the descriptor the runtime loads. grpcio-tools is
-# installed here only (<1.77: later releases need protobuf 7, tritonclient's generated code protobuf 6).
+# After editing serve/grpc/proto/*.proto: rebuild the descriptor set the runtime loads (grpc_service.proto and
+# the model_config.proto it imports). grpcio-tools is installed here only (<1.77: later releases need
+# protobuf 7, tritonclient's generated code protobuf 6).
 proto: install
 	$(PY) -m pip install --quiet "grpcio-tools>=1.62,<1.77"
-	$(PY) -m grpc_tools.protoc -I serve/grpc/proto --descriptor_set_out=serve/grpc/proto/grpc_service.pb \
-		serve/grpc/proto/grpc_service.proto
+	$(PY) -m grpc_tools.protoc -I serve/grpc/proto --include_imports \
+		--descriptor_set_out=serve/grpc/proto/grpc_service.pb serve/grpc/proto/grpc_service.proto
 
 # The container image (deploy/Containerfile); these need only python3 and podman, no .venv.
 base-image:
