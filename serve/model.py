@@ -22,7 +22,7 @@ import onnxruntime as ort
 from contract.errors import ContractError
 from contract.features import is_missing
 from contract.repository import INPUT_NAME, MANIFEST, MODEL_FILE, expected_sha256
-from serve.errors import BadRequest, ModelLoadError
+from serve.errors import BadRequest, ModelLoadError, quoted
 from serve.store import check_graph, read_version
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -106,7 +106,7 @@ class Model:
                 unknown = [k for k in row if k not in self.feature_index]
                 if unknown:
                     raise BadRequest(
-                        f"row {i}: unknown feature name(s) {', '.join(map(repr, unknown[:5]))}; "
+                        f"row {i}: unknown feature name(s) {', '.join(map(quoted, unknown[:5]))}; "
                         f"model {self.name!r} takes {', '.join(self.feature_index)}"
                     )
                 items = [(self.feature_index[k], v) for k, v in row.items()]
@@ -135,7 +135,8 @@ class Model:
         except (TypeError, ValueError):
             if feature["kind"] == "categorical":
                 return math.nan  # a category never seen in training encodes as all zeros
-            raise BadRequest(f"row {row}: feature {feature['name']!r}: {value!r} is not a number") from None
+            shown = quoted(value)
+            raise BadRequest(f"row {row}: feature {feature['name']!r}: {shown} is not a number") from None
         if math.isinf(number) or abs(number) > FLOAT32_MAX:
             raise BadRequest(f"row {row}: feature {feature['name']!r} is infinite or beyond the FP32 range")
         return number

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from contract.repository import INPUT_NAME
-from serve.errors import BadRequest
+from serve.errors import BadRequest, quoted
 from serve.model import Model
 
 V2_NUMPY = {  # Open Inference Protocol datatype → numpy
@@ -48,21 +48,22 @@ def check_input(names: list, datatype, model: Model) -> None:
     """One input named `features` of a numeric datatype."""
     if len(names) != 1 or names != [INPUT_NAME]:
         raise BadRequest(
-            f"model {model.name!r} takes exactly one input named {INPUT_NAME!r}, got {names}"[:300]
+            f"model {model.name!r} takes exactly one input named {INPUT_NAME!r}, got {quoted(names)}"
         )
     if not isinstance(datatype, str) or datatype not in V2_NUMPY:
-        raise BadRequest(f"datatype {datatype!r} is not a numeric tensor type"[:200])
+        raise BadRequest(f"datatype {quoted(datatype)} is not a numeric tensor type")
 
 
 def check_shape(shape, model: Model, max_rows: int) -> tuple[int, int]:
     """(rows, width) of a [rows, n_features] shape within the row limit."""
     if not isinstance(shape, list) or not all(type(d) is int for d in shape):
-        raise BadRequest(f"shape must be a list of integers, got {shape!r}"[:300])
+        raise BadRequest(f"shape must be a list of integers, got {quoted(shape)}")
     if len(shape) > MAX_DIMS or any(d < 0 for d in shape):
-        raise BadRequest(f"shape {shape[: MAX_DIMS + 1]} is not a valid tensor shape")
+        raise BadRequest(f"shape {quoted(shape[: MAX_DIMS + 1])} is not a valid tensor shape")
     if len(shape) != 2 or shape[1] != model.n_features:
         raise BadRequest(
-            f"input {INPUT_NAME!r} of model {model.name!r} has shape [rows, {model.n_features}], got {shape}"
+            f"input {INPUT_NAME!r} of model {model.name!r} has shape [rows, {model.n_features}], "
+            f"got {quoted(shape)}"
         )
     if shape[0] > max_rows:
         raise BadRequest(f"{shape[0]} rows is more than the limit of {max_rows} per request")
@@ -91,8 +92,8 @@ def select_outputs(model: Model, names: list) -> list[str]:
     for k, name in enumerate(names):
         if not isinstance(name, str) or name not in model.outputs:
             raise BadRequest(
-                f"model {model.name!r} has no output {name!r}; outputs: {', '.join(model.output_names)}"[:300]
+                f"model {model.name!r} has no output {quoted(name)}; outputs: {', '.join(model.output_names)}"
             )
         if name in names[:k]:
-            raise BadRequest(f"output {name!r} requested twice")
+            raise BadRequest(f"output {quoted(name)} requested twice")
     return names

@@ -8,6 +8,8 @@ FUZZ_EXAMPLES sets the examples per property (CI: 150; `make fuzz`: 20000 and pr
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 
 import grpc
@@ -21,7 +23,9 @@ from serve.grpc.codec import CONTENTS
 from serve.grpc.messages import METHODS, SERVICE, ModelInferRequest, ModelInferResponse
 from serve.server import Server
 from tests.conftest import quiet
-from tests.serving import running
+from tests.flood import flooding
+from tests.serving import free_port, proc_status, request, running, settled_fds, start_server
+from tests.versions import MODEL, publish_version, shifted
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 FUZZ = settings(
@@ -175,3 +179,76 @@ def test_fuzz_count_is_reported(channel, repository):
         f"({EXAMPLES} examples per property)"
     )
     assert COUNT["examples"] >= EXAMPLES
+
+
+# -- connections (issue 18) ---------------------------------------------------------------------------------
+def infer_call(channel) -> float:
+    """One ModelInfer of zoo-multiclass on `channel`; its seconds (fails unless answered OK)."""
+    request = ModelInferRequest(model_name="zoo-multiclass")
+    request.inputs.add(name="features", datatype="FP32", shape=[1, 16]).contents.fp32_contents.extend(
+        [0.0] * 16
+    )
+    start = time.monotonic()
+    channel.unary_unary(f"/{SERVICE}/ModelInfer")(request.SerializeToString(), timeout=5)
+    return time.monotonic() - start
+
+
+def http_seconds(port: int, path: str) -> tuple[int, float]:
+    start = time.monotonic()
+    status, _, _ = request(f"127.0.0.1:{port}", "GET", path)
+    return status, time.monotonic() - start
+
+
+def test_a_connection_flood_leaves_http_the_poll_and_open_channels_working(repository, tmp_path):
+    """600 idle connections (silent, preface only, idle channels) to the gRPC port of a server that may
+    open 300 file descriptors. Without a cap it runs out (EMFILE): HTTP health, the poll and gRPC calls
+    all fail. With it, the gRPC port holds (300 - 128) / 2 = 86 connections, closes the others at once,
+    closes silent ones after the handshake timeout and idle ones after the idle timeout; meanwhile HTTP
+    health, /metrics, a gRPC channel opened before the flood and the repository poll all work."""
+    models = tmp_path / "models"
+    for name in ("auto-mpg", "zoo-multiclass"):
+        shutil.copytree(repository / name, models / name)
+    grpc_port = free_port()
+    flags = [
+        "--grpc-port",
+        str(grpc_port),
+        "--poll-s",
+        "0.2",
+        "--header-timeout-s",
+        "2",
+        "--idle-timeout-s",
+        "3",
+    ]
+    lines = []
+    process, port = start_server(models, *flags, nofile=300, lines=lines)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            infer_call(channel)
+            base = settled_fds(process.pid)
+            with flooding(grpc_port, 600) as flood:
+                time.sleep(1.0)  # the server accepts what it will
+                held = proc_status(process.pid)[1] - base
+                assert held <= 86 + 4, f"the server holds {held} more descriptors under the flood"
+                status, seconds = http_seconds(port, "/v2/health/ready")
+                assert status == 200 and seconds < 1.0
+                assert infer_call(channel) < 1.0
+                assert http_seconds(port, "/metrics")[0] == 200
+                publish_version(models, shifted((models / MODEL / "1" / "model.onnx").read_bytes(), 10.0))
+                deadline = time.monotonic() + 10
+                while not any("serving auto-mpg version(s) 2" in line for line in lines):
+                    assert time.monotonic() < deadline, "the poll did not see version 2:\n" + "".join(
+                        lines[-5:]
+                    )
+                    infer_call(channel)  # a call at least every idle timeout keeps the channel open
+                    time.sleep(0.2)
+                deadline = time.monotonic() + 2 + 3 + 5  # handshake and idle timeouts, and a margin
+                while flood.total("closed_by_server") + flood.total("failed") < 600:
+                    assert time.monotonic() < deadline, f"the server keeps connections open: {flood.latest}"
+                    infer_call(channel)
+                    time.sleep(0.2)
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            assert infer_call(channel) < 1.0  # a new client connects once the flood is gone
+        assert settled_fds(process.pid) <= base + 2
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -11,64 +11,17 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from serve.model import Model
-from tests.conftest import ROOT
-from tests.serving import free_port
+from tests.serving import proc_status, settled_fds, start_server
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "4"))
 MODEL = "auto-mpg"
 KINDS = ("json", "binary", "v1")  # valid requests; every fourth request is invalid
-
-
-def start_server(repository: Path, *flags: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "serve",
-            "serve",
-            "--repository",
-            str(repository),
-            "--port",
-            str(port),
-            *flags,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    for line in process.stdout:
-        if line.startswith(("ready", "NOT ready")):
-            return process, port
-    raise RuntimeError("server exited before it was ready")
-
-
-def proc_status(pid: int) -> tuple[float, int]:
-    """(RSS in MB, open file descriptors) of a process."""
-    status = Path(f"/proc/{pid}/status").read_text().splitlines()
-    rss = next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
-    return rss, len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def settled_fds(pid: int, timeout: float = 10.0) -> int:
-    """Open file descriptors once the count holds still for 0.5 s: a client's close returns before the
-    server has seen the EOF and closed its end, so an immediate count still holds the last connections."""
-    counts = [proc_status(pid)[1]]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and (len(counts) < 10 or len(set(counts[-10:])) > 1):
-        time.sleep(0.05)
-        counts.append(proc_status(pid)[1])
-    return counts[-1]
 
 
 def build_requests(runtime: Model, n: int = 256) -> list[tuple[str, bytes, dict, object]]:
