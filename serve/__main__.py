@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -151,6 +152,7 @@ def predict(args) -> int:
         return 2
     keep = [c.strip() for c in args.keep.split(",") if c.strip()]
     start = time.perf_counter()
+    signal.signal(signal.SIGTERM, terminate)  # as Ctrl-C: the partial file is removed on the way out
     try:
         count = predict_table(args.model, args.data, args.out, keep, delimiter, args.threads)
     except PredictError as exc:
@@ -159,9 +161,10 @@ def predict(args) -> int:
     except BrokenPipeError:  # the reader (head, less) stopped early
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:
-        print("interrupted" + (f": {args.out} left as it was" if args.out else ""), file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        how, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(how + (f": {args.out} left as it was" if args.out else ""), file=sys.stderr)
+        return code
     if args.out:
         seconds = time.perf_counter() - start
         print(
@@ -169,6 +172,14 @@ def predict(args) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is (exit status 143, 128 + SIGTERM, instead of 130)."""
+
+
+def terminate(signum, frame) -> None:
+    raise Terminated
 
 
 if __name__ == "__main__":
