@@ -31,7 +31,9 @@ def umask():
     os.umask(before)
 
 
-@pytest.mark.parametrize("mask,directory,file", [(0o022, 0o755, 0o644), (0o027, 0o750, 0o640)])
+@pytest.mark.parametrize(
+    "mask,directory,file", [(0o022, 0o755, 0o644), (0o027, 0o750, 0o640)], ids=["umask-022", "umask-027"]
+)
 def test_published_directories_and_files_follow_the_umask(tmp_path, umask, mask, directory, file):
     umask(mask)
     staged = staging_dir(tmp_path / "run")

@@ -17,8 +17,10 @@ import pytest
 import torch
 
 from pipeline.config import builtin_config
+from pipeline.distributed import SINGLE
 from pipeline.run import train_run
 from pipeline.training.batches import MemoryBatches, StreamBatches
+from pipeline.training.resume import Resume
 from tests.conftest import ROOT, quiet
 from tests.pipeline.training.test_loop import QUALITY
 from tests.serving import free_port
@@ -243,3 +245,102 @@ def test_nccl_on_two_gpus_gives_the_weights_of_gloo(two_processes, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "on 2 processes (nccl)" in result.stdout  # the work ran on the GPUs' backend
     assert_same_weights(weights(tmp_path), weights(two_processes), atol=1e-4)
+
+
+# -- stopping a job, and what a restart may resume (issue 18) ------------------------------------------
+ENDLESS = ["--model", "auto-mpg", "--epochs", "100000", "--patience", "100000", "--quiet"]
+
+
+def start_launcher(runs: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "train", *ENDLESS, "--nproc", "2", "--runs-dir", str(runs)],
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for_training(launcher: subprocess.Popen, runs: Path) -> list[int]:
+    """The workers' PIDs once they have completed an epoch."""
+    state = runs / ".auto-mpg.resume" / "state.pt"
+    deadline = time.monotonic() + 240
+    while not state.is_file():
+        assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()
+        time.sleep(0.05)
+    workers = workers_of(launcher)
+    assert len(workers) == 2, workers
+    return workers
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_sigint_to_the_launcher_stops_the_workers_with_one_line_and_exit_130(tmp_path):
+    launcher = start_launcher(tmp_path)
+    workers = wait_for_training(launcher, tmp_path)
+    launcher.send_signal(signal.SIGINT)
+    _, stderr = launcher.communicate(timeout=60)
+    assert launcher.returncode == 130
+    assert stderr.strip().splitlines() == ["interrupted: the workers were stopped; nothing was published"]
+    assert all(gone(pid) for pid in workers) and not (tmp_path / "auto-mpg").exists()
+
+
+def test_workers_die_with_a_sigkilled_launcher_and_publish_nothing(tmp_path):
+    """A launcher killed with SIGKILL cannot stop its workers; they must not train on unwatched and
+    publish a run after the job was stopped (each asked the kernel for SIGTERM when its launcher dies)."""
+    launcher = start_launcher(tmp_path)
+    workers = wait_for_training(launcher, tmp_path)
+    launcher.kill()
+    launcher.communicate(timeout=30)
+    deadline = time.monotonic() + 30
+    while not all(gone(pid) for pid in workers):
+        assert time.monotonic() < deadline, "the workers outlived their launcher"
+        time.sleep(0.05)
+    assert not (tmp_path / "auto-mpg").exists()
+
+
+def change_in_place(path: Path, new_content: bytes) -> None:
+    """Replace a file's content keeping its size and modification time, as `cp -p` or a careful edit
+    can: only the content says it changed."""
+    before = path.stat()
+    assert len(new_content) == before.st_size
+    path.write_bytes(new_content)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_a_resume_state_is_not_reused_for_a_table_whose_content_changed(tmp_path, monkeypatch, kind):
+    """A killed job's state, then the labels changed in place: the same command after a restart must
+    start afresh, not resume weights trained on other labels."""
+    import pyarrow as pa
+    import pyarrow.csv  # pa.csv
+    import pyarrow.parquet as pq
+
+    table = tmp_path / f"cars.{kind}"
+    cars = builtin_config("auto-mpg").data
+    if kind == "csv":
+        table.write_bytes(Path(cars).read_bytes())
+    else:
+        pq.write_table(pa.csv.read_csv(cars), table, compression="none", use_dictionary=False)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+
+    def resume() -> Resume:
+        return Resume.for_run(tmp_path / "runs", "cars", {"target": "mpg"}, 2, [table])
+
+    resume().save(SINGLE, {"epoch": 9})
+    assert resume().load(SINGLE)["epoch"] == 9  # the same table: resumed
+    if kind == "csv":
+        text = table.read_bytes()
+        change_in_place(table, text.replace(b"\n18.0,", b"\n81.0,").replace(b"\n15.0,", b"\n51.0,"))
+    else:
+        data = pq.read_table(table)
+        mpg = data.column("mpg").to_numpy()[::-1].copy()  # the same values, other rows: same statistics
+        changed = tmp_path / "changed.parquet"
+        column = data.schema.get_field_index("mpg")
+        changes = data.set_column(column, "mpg", pa.array(mpg))
+        pq.write_table(changes, changed, compression="none", use_dictionary=False)  # plain: the same size
+        change_in_place(table, changed.read_bytes())
+    assert resume().load(SINGLE) is None
