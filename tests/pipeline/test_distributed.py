@@ -344,3 +344,60 @@ def test_a_resume_state_is_not_reused_for_a_table_whose_content_changed(tmp_path
         pq.write_table(changes, changed, compression="none", use_dictionary=False)  # plain: the same size
         change_in_place(table, changed.read_bytes())
     assert resume().load(SINGLE) is None
+
+
+def test_two_processes_merge_metrics_and_missing_counts_as_one_process_has_them(two_processes, tmp_path):
+    """The run of the two-process fixture against one process on the same global batches: the same test
+    metrics (each process evaluates its own rows; the metric objects must be merged, not rank 0's kept)
+    and the same feature statistics (the 6 missing horsepower values are spread over both shards)."""
+    single = train_run(builtin_config("auto-mpg", {"epochs": 3, "batch_size": 64}), tmp_path, False, quiet)
+    double = json.loads((two_processes / "auto-mpg" / "report.json").read_text())
+    for metric, value in single["test_metrics"].items():
+        np.testing.assert_allclose(double["test_metrics"][metric], value, rtol=1e-4, err_msg=metric)
+    features = [torch.load(runs / "auto-mpg" / "checkpoint.pt", weights_only=True)["spec"]["features"]
+                for runs in (tmp_path, two_processes)]  # fmt: skip
+    assert [f["missing"] for f in features[1]] == [f["missing"] for f in features[0]]
+    assert sum(f["missing"] for f in features[0]) > 0
+    for one, two in zip(*features):
+        np.testing.assert_allclose([two["mean"], two["std"]], [one["mean"], one["std"]], rtol=1e-6)
+
+
+def test_a_streamed_csv_splits_its_rows_on_two_processes_as_on_one(tmp_path):
+    """A row's split is a hash of its position in the table: rank 1 must number its byte range's rows
+    from where rank 0's end, or the split depends on the number of processes."""
+    from tests.pipeline.data.test_tables import config, rows_table, write
+
+    path = write(rows_table(3000), tmp_path / "t.csv")
+    one = train_run(config(path, memory_budget="20KB", epochs=1), tmp_path / "one", False, quiet)
+    result = pipeline("--data", path, "--target", "label", "--ignore", "id", "--memory-budget", "20KB",
+                      "--epochs", "1", "--hidden", "8", "--name", "t", "--quiet", "--nproc", "2",
+                      "--runs-dir", str(tmp_path / "two"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    two = json.loads((tmp_path / "two" / "t" / "report.json").read_text())
+    assert one["streamed"] and two["streamed"]
+    assert two["rows"] == one["rows"]
+
+
+def test_a_resumed_job_restores_torchs_random_state(tmp_path, monkeypatch):
+    """With dropout, the masks come from torch's global random stream: a job stopped after epoch 3 and
+    resumed must draw epoch 4's masks as the uninterrupted job did, to reach its weights bit for bit."""
+    config = builtin_config("auto-mpg", {"epochs": 6, "patience": 100, "dropout": 0.3})
+    train_run(config, tmp_path / "whole", False, quiet)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")  # as under torchrun: a state every epoch
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    save = Resume.save
+
+    def killed_after_epoch_3(self, job, state):
+        save(self, job, state)
+        if state["epoch"] == 3:
+            raise KeyboardInterrupt  # as a worker killed there: the state stays
+
+    monkeypatch.setattr(Resume, "save", killed_after_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, tmp_path / "resumed", False, quiet)
+    monkeypatch.setattr(Resume, "save", save)
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    said = []
+    train_run(config, tmp_path / "resumed", False, said.append)
+    assert "resuming auto-mpg after epoch 3 (torchrun restarted the job)" in said
+    assert_same_weights(weights(tmp_path / "resumed"), weights(tmp_path / "whole"), atol=0)

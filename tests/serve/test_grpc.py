@@ -410,3 +410,26 @@ def test_messages_quote_at_most_100_characters_of_a_clients_string(server, stub,
     assert error.value.details() == (
         f"model 'zoo-mammal' takes exactly one input named 'features', got ['{'n' * 98}…"
     )
+
+
+def test_typed_int64_contents_are_64_bit(stub, repository):
+    """int64_contents hold 64-bit integers: 2**24 is exact in FP32 and answered; 2**40 is refused as not
+    exact (INVALID_ARGUMENT), never read as a 32-bit integer (which overflows: INTERNAL)."""
+    for value, code in ((2**24, grpc.StatusCode.OK), (2**40, grpc.StatusCode.INVALID_ARGUMENT)):
+        request = grpc_request(
+            "zoo-mammal", "", "features", "INT64", [1, 16], [value] + [0] * 15, [], raw=False
+        )
+        if code == grpc.StatusCode.OK:
+            response = stub.ModelInfer(request, timeout=10)
+            rows = np.array([[value] + [0] * 15], np.float32)
+            expected = Model.load(repository / "zoo-mammal").predict(rows)["logits"]
+            np.testing.assert_array_equal(
+                np.reshape(response.outputs[0].contents.fp32_contents, (1, 1)), expected
+            )
+            continue
+        with pytest.raises(grpc.RpcError) as error:
+            stub.ModelInfer(request, timeout=10)
+        assert (error.value.code(), error.value.details()) == (
+            code,
+            "INT64 values beyond ±2^24 cannot be represented exactly in FP32",
+        )

@@ -507,3 +507,17 @@ def test_a_sparse_file_is_not_called_empty(repository, tmp_path):
         f.truncate(5 * 1024**3)  # 5 GB of holes: no disk used
     with pytest.raises(PredictError, match=r"sparse.csv has no CSV header: its 5,368,709,120 bytes"):
         predict_table(repository / "auto-mpg", sparse, tmp_path / "out.csv")
+
+
+def test_a_null_text_cell_of_a_parquet_categorical_column_is_missing(synthetic_model, tmp_path):
+    """Parquet text can be null (CSV text never is): a null category is a missing value, encoded as
+    all zeros, not the batch's first category."""
+    header, rows = tricky_rows(synthetic_model)
+    colour = header.index("colour")
+    columns = {name: [row[j] for row in rows] for j, name in enumerate(header)}
+    columns["colour"] = [None if k % 3 == 0 else value for k, value in enumerate(columns["colour"])]
+    pq.write_table(pa.table(columns), tmp_path / "nulls.parquet")
+    predict_table(synthetic_model, tmp_path / "nulls.parquet", tmp_path / "out.parquet")
+    named = [dict(zip(header, values)) for values in zip(*columns.values())]
+    assert named[0]["colour"] is None and rows[0][colour] is not None
+    assert_same_predictions(read_output(tmp_path / "out.parquet"), expected_columns(synthetic_model, named))
