@@ -382,7 +382,7 @@ MUTANTS = [
         "a runs directory that cannot be written is found only when the trained run is published",
         "pipeline/run.py",
         "    check_writable(runs_dir)  # now, not after the training",
-        "    pass",
+        "    pass  # now, not after the training",
         (
             "tests/pipeline/test_cli.py::test_a_runs_directory_that_cannot_be_written_is_refused_before_training[1-permissions]",
         ),
