@@ -49,7 +49,7 @@ class Holder:
         self.port, self.count, self.reopen, self.source = port, count, reopen, source
         self.selector = selectors.DefaultSelector()
         self.kinds: dict[socket.socket, str] = {}
-        self.connected = self.closed_by_server = self.reopened = self.failed = 0
+        self.connected = self.closed_by_server = self.reopened = self.failed = self.opened = 0
         self.waiting = 0  # closed connections not yet reopened
 
     def open(self, kind: str) -> None:
@@ -72,6 +72,7 @@ class Holder:
             if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
                 return self.drop(s, failed=True)
             self.connected += 1
+            self.opened += 1
             with contextlib.suppress(OSError):
                 s.send(b"" if kind == "silent" else PREFACE + (SETTINGS if kind == "idle channel" else b""))
             self.selector.modify(s, selectors.EVENT_READ, "open")
@@ -101,6 +102,7 @@ class Holder:
         counts = {
             "held": len(self.kinds),
             "connected": self.connected,
+            "opened": self.opened,
             "closed_by_server": self.closed_by_server,
             "reopened": self.reopened,
             "failed": self.failed,
