@@ -156,10 +156,15 @@ def cause_order(failure) -> int:
 
 def die_with_launcher() -> None:
     """In a worker that `launch` started: SIGTERM when the launcher dies, however it dies (SIGKILL too),
-    so that no orphaned worker trains on, unwatched, and publishes after the job was stopped."""
+    so that no orphaned worker trains on, unwatched, and publishes after the job was stopped. SIGINT and
+    SIGTERM end the worker at once and quietly: the launcher says what happened, in one line (a worker
+    unwinding would print the error of a collective its peer left, or a KeyboardInterrupt's traceback).
+    Publication is atomic, so what was published is whole."""
     launcher = os.environ.get(LAUNCHER)
     if not launcher:
         return  # started by torchrun itself (several machines): torchrun's own rules
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, lambda signum, frame: os._exit(128 + signum))
     libc = ctypes.CDLL(None, use_errno=True)
     if hasattr(libc, "prctl"):
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
