@@ -99,7 +99,9 @@ class Holder:
         self.waiting += 1
 
     def report(self) -> None:
+        kinds = list(self.kinds.values())
         counts = {
+            **{f"held {kind}": kinds.count(kind) for kind in KINDS},
             "held": len(self.kinds),
             "connected": self.connected,
             "opened": self.opened,
