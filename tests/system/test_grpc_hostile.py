@@ -148,6 +148,30 @@ def test_fuzz_model_names(channel, name, version):
     assert code == "NOT_FOUND" or name in ("zoo-mammal", "auto-mpg", "zoo-multiclass")
 
 
+@FUZZ
+@given(
+    field=st.sampled_from(["model_name", "model_version", "input", "datatype", "output"]),
+    text=st.text(min_size=1, max_size=8).map(lambda t: t * 2500),  # up to 20,000 characters
+)
+def test_fuzz_long_client_strings_are_never_echoed_whole(channel, field, text):
+    """Whatever field a long string arrives in, the answer is a client's error whose message repeats
+    at most ~100 characters of it: a whole echo would not fit the client's metadata limit."""
+    request = ModelInferRequest(model_name=text if field == "model_name" else "zoo-mammal")
+    if field == "model_version":
+        request.model_version = text
+    tensor = request.inputs.add(
+        name=text if field == "input" else "features",
+        datatype=text if field == "datatype" else "FP32",
+        shape=[1, 16],
+    )
+    tensor.contents.fp32_contents.extend([0.0] * 16)
+    if field == "output":
+        request.outputs.add(name=text)
+    code, answer = call(channel, "ModelInfer", request.SerializeToString())
+    assert_answered(code, answer)
+    assert code != "OK" and len(answer) < 400, (code, len(answer))
+
+
 def rss_mb() -> float:
     status = Path("/proc/self/status").read_text().splitlines()
     return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
