@@ -52,10 +52,25 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--threads", type=int, default=env("threads", 1), help="onnxruntime threads per model"
     )
-    server.add_argument("--idle-timeout-s", type=float, default=env("idle_timeout_s", 15.0))
-    server.add_argument("--header-timeout-s", type=float, default=env("header_timeout_s", 10.0))
+    server.add_argument(
+        "--idle-timeout-s",
+        type=float,
+        default=env("idle_timeout_s", 15.0),
+        help="close a connection that sends nothing (HTTP) or makes no call (gRPC) this long (default 15)",
+    )
+    server.add_argument(
+        "--header-timeout-s",
+        type=float,
+        default=env("header_timeout_s", 10.0),
+        help="request headers (HTTP) or the HTTP/2 handshake (gRPC) must arrive within this (default 10)",
+    )
     server.add_argument("--body-timeout-s", type=float, default=env("body_timeout_s", 30.0))
-    server.add_argument("--max-connections", type=int, default=env("max_connections", 1024))
+    server.add_argument(
+        "--max-connections",
+        type=int,
+        default=env("max_connections", 1024),
+        help="connections per transport (default 1024; lower where the file descriptor limit needs it)",
+    )
     server.add_argument("--no-batching", action="store_true", default=env("no_batching", 0) == 1)
     server.add_argument("--max-batch-rows", type=int, default=env("max_batch_rows", defaults.max_batch_rows))
     server.add_argument("--max-delay-us", type=int, default=env("max_delay_us", defaults.max_delay_us))
