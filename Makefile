@@ -84,7 +84,7 @@ fuzz: install
 	FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -s tests/system/test_hostile.py tests/system/test_grpc_hostile.py tests/system/test_faults.py -k "fuzz"
 
 soak: install
-	SOAK_SECONDS=60 FAULT_KILLS=20 $(PY) -m pytest -q -s tests/system/test_soak.py tests/system/test_faults.py -k "not fuzz"
+	SOAK_SECONDS=60 FAULT_KILLS=20 FLOOD_CONNECTIONS=20000 $(PY) -m pytest -q -s tests/system/test_soak.py tests/system/test_faults.py -k "not fuzz"
 
 # Plants each known bug alone in a temporary copy and checks that its tests fail (README: "Planted bugs").
 mutants: install

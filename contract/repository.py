@@ -6,9 +6,10 @@
 <repository>/<model-name>/<version>/model.onnx
 ```
 
-A model name is `[A-Za-z0-9_.-]+` and never hidden (`.`, `..` and staging directories start with a dot);
-a version directory is a positive number in ASCII digits without leading zeros, as Triton's. The graph
-takes one FP32 input, `features` `[batch, n_features]`, and returns the outputs of its task's row below.
+A model name is `[A-Za-z0-9_.-]+`, at most 255 characters (a directory name's limit), and never hidden
+(`.`, `..` and staging directories start with a dot); a version directory is a positive number in ASCII
+digits without leading zeros, as Triton's. The graph takes one FP32 input, `features`
+`[batch, n_features]`, and returns the outputs of its task's row below.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from contract.errors import ContractError
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+MAX_NAME_LENGTH = 255  # a directory name's limit on Linux filesystems (NAME_MAX)
 VERSION_NAME = re.compile(r"[1-9][0-9]{0,17}")  # ASCII only (str.isdigit also accepts '²' and '١٢')
 MANIFEST = "manifest.json"
 CONFIG = "config.pbtxt"
@@ -43,11 +45,14 @@ TRITON_DATATYPES = {"FP32": "TYPE_FP32", "INT64": "TYPE_INT64"}  # → model_con
 
 
 def is_model_name(name: str) -> bool:
-    """A model directory's name: [A-Za-z0-9_.-]+, not hidden (staging directories, `.`, `..`)."""
-    return bool(MODEL_NAME.fullmatch(name)) and not name.startswith(".")
+    """A model directory's name: [A-Za-z0-9_.-]+, not hidden (staging directories, `.`, `..`), at most
+    MAX_NAME_LENGTH characters."""
+    return len(name) <= MAX_NAME_LENGTH and bool(MODEL_NAME.fullmatch(name)) and not name.startswith(".")
 
 
 def check_model_name(name: str) -> str:
+    if len(name) > MAX_NAME_LENGTH:
+        raise ContractError(f"model name of {len(name):,} characters is over the limit of {MAX_NAME_LENGTH}")
     if not MODEL_NAME.fullmatch(name):
         raise ContractError(f"model name {name!r} must match [A-Za-z0-9_.-]+")
     return name

@@ -10,7 +10,7 @@ from export.run import export_run, summary_table, verify_published
 from export.verify import VerificationError
 from pipeline.cli import add_config_flags, add_model_flags, configs_from_args
 from pipeline.config import load_config, selected_models
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, disk_error
 from pipeline.run import compile_run, train_run
 
 
@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (PipelineError, VerificationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only or forbidden folder: what was published stays
+        print(f"error: {disk_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

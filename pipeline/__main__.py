@@ -8,7 +8,7 @@ import sys
 
 from pipeline.cli import add_config_flags, add_launch_flags, add_model_flags, configs_from_args
 from pipeline.config import load_config, selected_models
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, disk_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,9 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "nproc", 1) > 1 and "WORLD_SIZE" not in os.environ:
         from pipeline.distributed import launch
+        from pipeline.run import check_writable
 
+        try:
+            check_writable(args.runs_dir)  # before any worker starts
+        except PipelineError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         return launch(without_launch_flags(argv), args.nproc, args.max_restarts)
-    from pipeline.distributed import SINGLE, from_environment, shutdown
+    from pipeline.distributed import SINGLE, die_with_launcher, from_environment, shutdown
+
+    die_with_launcher()
     from pipeline.run import builtin_summary, compile_run, train_run
 
     job = SINGLE
@@ -72,12 +80,13 @@ def main(argv: list[str] | None = None) -> int:
             print()
             print(builtin_summary(reports))
         return 0
-    except PipelineError as exc:
+    except (PipelineError, OSError) as exc:  # OSError: a full disk, a read-only or forbidden folder
         rank = f"rank {job.rank}: " if job.world > 1 else ""
-        print(f"error: {rank}{exc}", file=sys.stderr)
+        print(f"error: {rank}{disk_error(exc) if isinstance(exc, OSError) else exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        if job.world == 1 and "WORLD_SIZE" not in os.environ:  # under torchrun the launcher says it
+            print("interrupted", file=sys.stderr)
         return 130
     finally:
         shutdown(job)

@@ -9,9 +9,11 @@ few collectives below; with one process they do nothing.
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import logging
 import os
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -22,6 +24,9 @@ import torch.distributed as dist
 from pipeline.errors import PipelineError
 
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=10)  # a collective waiting longer than this fails
+LAUNCHER = "PIPELINE_LAUNCHER_PID"  # set by `launch` for its workers: they die with it
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+TORCHRUN_LOGGERS = ("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher")
 
 
 @dataclass(frozen=True)
@@ -149,13 +154,36 @@ def cause_order(failure) -> int:
     return 1 if failure.exitcode == 2 else 2
 
 
+def die_with_launcher() -> None:
+    """In a worker that `launch` started: SIGTERM when the launcher dies, however it dies (SIGKILL too),
+    so that no orphaned worker trains on, unwatched, and publishes after the job was stopped. SIGINT and
+    SIGTERM end the worker at once and quietly: the launcher says what happened, in one line (a worker
+    unwinding would print the error of a collective its peer left, or a KeyboardInterrupt's traceback).
+    Publication is atomic, so what was published is whole."""
+    launcher = os.environ.get(LAUNCHER)
+    if not launcher:
+        return  # started by torchrun itself (several machines): torchrun's own rules
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, lambda signum, frame: os._exit(128 + signum))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if hasattr(libc, "prctl"):
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(launcher):  # the launcher was gone before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def launch(argv: list[str], nproc: int, max_restarts: int) -> int:
     """Run `python -m pipeline <argv>` as `nproc` workers on this machine through torch.distributed.run.
-    A failed worker (after the restarts) ends the job with one line naming its rank; exit 2."""
+    A failed worker (after the restarts) ends the job with one line naming its rank; exit 2. SIGINT or
+    SIGTERM stops the workers and ends it with one line; exit 130 or 143."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # its report: one line below
+    for name in list(logging.Logger.manager.loggerDict):  # its own reports: ours is one line below
+        if name.startswith(TORCHRUN_LOGGERS):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    os.environ[LAUNCHER] = str(os.getpid())
     # The cores shared out between the workers (torchrun would set 1 and print a warning about it).
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     args = parse_args(
@@ -171,6 +199,10 @@ def launch(argv: list[str], nproc: int, max_restarts: int) -> int:
     )
     try:
         run(args)
+    except SignalException as exc:  # torchrun stopped the workers before raising this
+        how = "interrupted" if exc.sigval == signal.SIGINT else f"stopped by {exc.sigval.name}"
+        print(f"{how}: the workers were stopped; nothing was published", file=sys.stderr)
+        return 128 + int(exc.sigval)
     except ChildFailedError as exc:
         rank, failure = min(exc.failures.items(), key=lambda item: (cause_order(item[1]), item[0]))
         how = f"signal {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"

@@ -4,6 +4,7 @@ then the torch.compile check. A run directory holds checkpoint.pt, report.json a
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from contract.publish import publish_dir, staging_dir
+from contract.publish import publish_dir, staging_dir, temporary_file
 from pipeline.checks import parity
 from pipeline.checks.compiled import check_compiled
 from pipeline.config import RunConfig, describe
@@ -39,6 +40,7 @@ def train_run(
     """Train one model and publish its run directory; returns the report. With several processes
     (`job`), every one trains and rank 0 alone writes the run."""
     config.validate()
+    check_writable(runs_dir)  # now, not after the training: the run is published there
     if not job.is_main:
         log = quiet
     task_name = config.task or "task to infer"
@@ -113,6 +115,18 @@ def train_run(
     resume.clear()
     log(f"  {summary_line(report)}; {report['epochs_run']} epochs in {seconds:.1f}s → {run_dir}")
     return report
+
+
+def check_writable(runs_dir: Path) -> None:
+    """PipelineError unless a file can be created in `runs_dir` (made if missing): a read-only or
+    forbidden folder, or a full disk, is found before the training, not when its run is published."""
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = temporary_file(runs_dir / ".write-check.", ".tmp")
+        os.close(fd)
+        probe.unlink()
+    except OSError as exc:
+        raise PipelineError(f"cannot write the runs directory {runs_dir}: {exc.strerror or exc}") from None
 
 
 def summary_line(report: dict) -> str:

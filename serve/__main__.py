@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -51,10 +52,25 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--threads", type=int, default=env("threads", 1), help="onnxruntime threads per model"
     )
-    server.add_argument("--idle-timeout-s", type=float, default=env("idle_timeout_s", 15.0))
-    server.add_argument("--header-timeout-s", type=float, default=env("header_timeout_s", 10.0))
+    server.add_argument(
+        "--idle-timeout-s",
+        type=float,
+        default=env("idle_timeout_s", 15.0),
+        help="close a connection that sends nothing (HTTP) or makes no call (gRPC) this long (default 15)",
+    )
+    server.add_argument(
+        "--header-timeout-s",
+        type=float,
+        default=env("header_timeout_s", 10.0),
+        help="request headers (HTTP) or the HTTP/2 handshake (gRPC) must arrive within this (default 10)",
+    )
     server.add_argument("--body-timeout-s", type=float, default=env("body_timeout_s", 30.0))
-    server.add_argument("--max-connections", type=int, default=env("max_connections", 1024))
+    server.add_argument(
+        "--max-connections",
+        type=int,
+        default=env("max_connections", 1024),
+        help="connections per transport (default 1024; lower where the file descriptor limit needs it)",
+    )
     server.add_argument("--no-batching", action="store_true", default=env("no_batching", 0) == 1)
     server.add_argument("--max-batch-rows", type=int, default=env("max_batch_rows", defaults.max_batch_rows))
     server.add_argument("--max-delay-us", type=int, default=env("max_delay_us", defaults.max_delay_us))
@@ -151,6 +167,7 @@ def predict(args) -> int:
         return 2
     keep = [c.strip() for c in args.keep.split(",") if c.strip()]
     start = time.perf_counter()
+    signal.signal(signal.SIGTERM, terminate)  # as Ctrl-C: the partial file is removed on the way out
     try:
         count = predict_table(args.model, args.data, args.out, keep, delimiter, args.threads)
     except PredictError as exc:
@@ -159,9 +176,10 @@ def predict(args) -> int:
     except BrokenPipeError:  # the reader (head, less) stopped early
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:
-        print("interrupted" + (f": {args.out} left as it was" if args.out else ""), file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        how, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(how + (f": {args.out} left as it was" if args.out else ""), file=sys.stderr)
+        return code
     if args.out:
         seconds = time.perf_counter() - start
         print(
@@ -169,6 +187,14 @@ def predict(args) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is (exit status 143, 128 + SIGTERM, instead of 130)."""
+
+
+def terminate(signum, frame) -> None:
+    raise Terminated
 
 
 if __name__ == "__main__":

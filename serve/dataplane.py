@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import json_format
 
-from contract.repository import PLATFORM
+from contract.repository import MAX_NAME_LENGTH, PLATFORM
 from contract.schema import SCHEMA_PARAMETER
 from serve.config import ServerConfig
-from serve.errors import BadRequest, ServeError, Unavailable
+from serve.errors import QUOTE_LIMIT, BadRequest, ServeError, Unavailable
 from serve.lifecycle import Lifecycle
 from serve.metrics import Metrics
 from serve.repository import Repository, Served
@@ -180,16 +180,24 @@ class DataPlane:
         return self.repository.index(ready_only)
 
     async def load_model(self, name: str, parameters: list[str]) -> None:
+        check_control_name(name)
         check_control_parameters(parameters)
         if self.repository.loading:
             raise Unavailable("the server is still loading its models")
         await self.lifecycle.load(name)
 
     async def unload_model(self, name: str, parameters: list[str]) -> None:
+        check_control_name(name)
         check_control_parameters(parameters)
         if self.repository.loading:
             raise Unavailable("the server is still loading its models")
         await self.lifecycle.unload(name)
+
+
+def check_control_name(name: str) -> None:
+    """A name longer than a directory name can be is the client's mistake (400), said as such."""
+    if len(name) > MAX_NAME_LENGTH:
+        raise BadRequest(f"model name of {len(name):,} characters is over the limit of {MAX_NAME_LENGTH}")
 
 
 def check_control_parameters(names: list[str]) -> None:
@@ -197,4 +205,6 @@ def check_control_parameters(names: list[str]) -> None:
     so no dependents); config and file overrides are not supported."""
     unsupported = sorted(set(map(str, names)) - {"unload_dependents"})
     if unsupported:
-        raise BadRequest(f"model control parameters are not supported (got {', '.join(unsupported)})"[:300])
+        got = ", ".join(unsupported)
+        got = got if len(got) <= QUOTE_LIMIT else f"{got[:QUOTE_LIMIT]}…"
+        raise BadRequest(f"model control parameters are not supported (got {got})")

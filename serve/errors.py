@@ -53,4 +53,22 @@ class QueueFull(Unavailable):
 
 
 class ModelLoadError(Exception):
-    """A model directory that cannot be served; the message is the reason reported for it."""
+    """A model directory that cannot be served; the message is the reason reported for it. `transient`:
+    the disk could not be read (permissions, I/O), so the same files are tried again later."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+QUOTE_LIMIT = 100  # characters of a client's string that a message repeats
+
+
+def quoted(value, limit: int = QUOTE_LIMIT) -> str:
+    """A client-supplied value as a message repeats it: its repr, cut to `limit` characters. A message
+    that echoed a 20,000-character model name would not fit a gRPC status (the client's metadata limit)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value):,} characters)" if isinstance(value, (str, bytes)) else ""
+    return f"{text[:limit]}…{size}"

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from contract.repository import is_model_name
-from serve.errors import BadRequest, NotFound
+from serve.errors import BadRequest, NotFound, quoted
 from serve.repository import ModelState, Repository, describe
 from serve.store import identity
 
@@ -76,16 +76,18 @@ class Lifecycle:
     async def blocking(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self.loader, function, *args)
 
-    async def reread(self, name: str) -> ModelState | None:
-        state = await self.blocking(self.repository.read, name)
+    async def reread(self, name: str, fresh: bool = False) -> ModelState | None:
+        state = await self.blocking(self.repository.read, name, fresh)
         self.swap(name, state)
         return state
 
     def swap(self, name: str, state: ModelState | None) -> None:
+        old = self.repository.states.get(name)
         for served in self.repository.apply(name, state):
             self.spawn(self.retire(name, served))
-        for line in describe(name, state):
-            self.log(line)
+        if not same(old, state):  # a read tried again (see ModelState.retry) that found what it found before
+            for line in describe(name, state):
+                self.log(line)
 
     async def retire(self, name: str, served) -> None:
         while served.batcher.pending:
@@ -94,28 +96,28 @@ class Lifecycle:
 
     # -- Triton's explicit model control ----------------------------------------------------------------
     async def load(self, name: str) -> None:
-        """(Re)read one model now; refuses with the reason when the policy's versions do not all load
-        (what loaded, or was served before, keeps serving)."""
+        """(Re)read one model now, trying again what was refused before; refuses with the reason when the
+        policy's versions do not all load (what loaded, or was served before, keeps serving)."""
         if not is_model_name(name) or not (self.repository.path / name).is_dir():
-            raise NotFound(f"no model directory {name!r} in the repository")
+            raise NotFound(f"no model directory {quoted(name)} in the repository")
         if self.control_file:
             await self.blocking(self.share, name, False)
         async with self.lock:
-            state = await self.reread(name)
+            state = await self.reread(name, fresh=True)
         if state is None:
-            raise NotFound(f"no model directory {name!r} in the repository")
-        problems = [f"version {v}: {r}" for v, r in state.refused.items()]
+            raise NotFound(f"no model directory {quoted(name)} in the repository")
+        problems = [f"version {v}: {r}" for v, r in {**state.broken, **state.refused}.items()]
         if state.error or not state.versions:
             problems.insert(0, state.error or state.reason)
         if problems:
             serving = ", ".join(sorted(state.versions, key=int)) or "nothing"
-            raise BadRequest(f"failed to load {name!r}: {'; '.join(problems)} (serving {serving})")
+            raise BadRequest(f"failed to load {quoted(name)}: {'; '.join(problems)} (serving {serving})")
 
     async def unload(self, name: str) -> None:
         """Stop serving `name` now; queued requests still finish. The poll leaves it until a load."""
         state = self.repository.states.get(name) if is_model_name(name) else None
         if state is None:
-            raise NotFound(f"unknown model {name!r}")
+            raise NotFound(f"unknown model {quoted(name)}")
         if self.control_file:
             await self.blocking(self.share, name, True)
         async with self.lock:
@@ -145,6 +147,18 @@ class Lifecycle:
                     self.swap(name, ModelState(unloaded=True, signature=state.signature))
                 elif name not in unloaded and state.unloaded:
                     await self.reread(name)
+
+
+def same(old: ModelState | None, new: ModelState | None) -> bool:
+    """Nothing a log line would tell: the same versions served (the same loaded copies), refused and why."""
+    if old is None or new is None:
+        return old is new
+    fields = ("refused", "broken", "odd", "error", "unloaded")
+    return (
+        old.versions.keys() == new.versions.keys()
+        and all(old.versions[v] is new.versions[v] for v in old.versions)
+        and all(getattr(old, f) == getattr(new, f) for f in fields)
+    )
 
 
 def read_control(path: Path) -> list[str]:

@@ -65,6 +65,13 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemin",
         )
+        self.disk_copy_broken = Gauge(
+            "model_disk_copy_broken",
+            "1 while a served version's file on disk is refused (the copy loaded before serves on)",
+            ["model", "version"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
         self.children: dict[tuple, tuple] = {}  # labels() costs a lock and a lookup; keep the children
         self.watched: dict[str, Callable[[], int]] = {}  # model → its queue length, for `refresh`
 
@@ -79,6 +86,13 @@ class Metrics:
             self.children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def disk_copies(self, model: str, before: dict[str, str], now: dict[str, str]) -> None:
+        """A model's versions whose disk copy is refused: `before` the swap and `now`."""
+        for version in now:
+            self.disk_copy_broken.labels(model, version).set(1)
+        for version in set(before) - set(now):
+            self.disk_copy_broken.labels(model, version).set(0)
 
     def watch_queue(self, model: str, count: Callable[[], int]) -> None:
         """Report `count()` as the model's queue length: read at scrape, nothing on the request path."""

@@ -30,7 +30,7 @@ from contract.errors import ContractError
 from contract.features import category_code, category_lookup, is_missing
 from contract.repository import INPUT_NAME, MANIFEST, MODEL_FILE, expected_sha256
 from contract.schema import describe
-from serve.errors import BadRequest, ModelLoadError
+from serve.errors import BadRequest, ModelLoadError, quoted
 from serve.store import check_graph, read_version
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -166,9 +166,8 @@ class Model:
         except (TypeError, ValueError):
             if feature["kind"] == "categorical":
                 return math.nan  # a category never seen in training encodes as all zeros
-            raise BadRequest(
-                f"row {row}: feature {feature['name']!r}: {value!r:.200} is not a number"
-            ) from None
+            shown = quoted(value)
+            raise BadRequest(f"row {row}: feature {feature['name']!r}: {shown} is not a number") from None
         if math.isinf(number) or abs(number) > FLOAT32_MAX:
             raise BadRequest(f"row {row}: feature {feature['name']!r} is infinite or beyond the FP32 range")
         return number

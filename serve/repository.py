@@ -3,8 +3,13 @@
 `read(name)` loads and verifies the versions that config.pbtxt's version_policy asks for (blocking: the
 server calls it off the event loop), reusing versions already served unchanged and remembering refusals
 so a broken file is not re-read until it changes; `apply()` swaps the result in with one assignment of a
-fresh dict. A request takes what `get()` finds once, so it never sees half an update, and a request that
-found a version keeps it, with its batching queue, until answered, however many swaps happen meanwhile.
+fresh dict. A served version whose file changes is verified again: a good file replaces it, a broken
+one is refused as a new version would be while the loaded copy serves on, and the index and the
+`model_disk_copy_broken` metric say so. A read that failed because the disk could not be read
+(permissions, I/O) is not remembered: the next poll, or an explicit load, tries again.
+
+A request takes what `get()` finds once, so it never sees half an update, and a request that found a
+version keeps it, with its batching queue, until answered, however many swaps happen meanwhile.
 `changed()` is the poll's cheap look (a few stats per model) at what moved on disk since the last read.
 
 A new version whose input schema breaks the one clients use now (contract.schema: the default version's)
@@ -13,18 +18,18 @@ is refused with the reason, unless manifest.json records that it was published w
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from contract.errors import ContractError
-from contract.repository import is_model_name, published_versions, read_manifest
+from contract.repository import is_model_name, read_manifest
 from contract.schema import breaking_allowed, breaking_changes
 from serve.batching import Batcher, BatchingConfig
-from serve.errors import ModelLoadError, NotFound, Unavailable
+from serve.errors import ModelLoadError, NotFound, Unavailable, quoted
 from serve.metrics import Metrics
 from serve.model import Model
 from serve.policy import PolicyError
-from serve.store import read_config, read_policy, signature, version_key
+from serve.store import list_versions, read_config, read_policy, signature, transient, version_key
 from serve.triton import ConfigError
 
 
@@ -43,9 +48,12 @@ class ModelState:
 
     versions: dict[str, Served] = field(default_factory=dict)  # served, by version number
     refused: dict[str, str] = field(default_factory=dict)  # version → why the policy's pick is not served
+    broken: dict[str, str] = field(default_factory=dict)  # served version → why its changed file is refused
+    odd: dict[str, str] = field(default_factory=dict)  # directory that is not a version → why
     error: str = ""  # why the model directory itself could not be read ('' when it could)
     signature: tuple | None = None  # the directory as last read (see `signature`)
     attempts: dict[tuple, str] = field(default_factory=dict)  # Served.key → refusal, not retried
+    retry: bool = False  # the disk could not be read (permissions, I/O): read again at the next poll
     unloaded: bool = False  # explicitly unloaded: not served, not polled, until loaded again
     config: object = None  # config.pbtxt as Triton's ModelConfig message (None without one); never changed
 
@@ -64,6 +72,9 @@ class ModelState:
         return self.error or next(iter(self.refused.values()), "no version to serve")
 
 
+DISK_COPY_REFUSED = "serving the copy loaded before; the file on disk is refused"
+
+
 class Repository:
     def __init__(self, path: Path, threads: int = 1, batching: BatchingConfig | None = None, metrics=None):
         self.path = Path(path)
@@ -80,17 +91,23 @@ class Repository:
         return sorted(p.name for p in self.path.iterdir() if p.is_dir() and is_model_name(p.name))
 
     def changed(self) -> list[str]:
-        """Models whose directory appeared, changed or disappeared since it was last read."""
+        """Models whose directory appeared, changed or disappeared since it was last read, and those whose
+        last read could not read the disk."""
         names = set(self.candidates()) | set(self.states)
         return sorted(
             n
             for n in names
             if not self.states.get(n, ModelState()).unloaded
-            and (n not in self.states or signature(self.path / n) != self.states[n].signature)
+            and (
+                n not in self.states
+                or self.states[n].retry
+                or signature(self.path / n) != self.states[n].signature
+            )
         )
 
-    def read(self, name: str) -> ModelState | None:
-        """The state `name` should have now (None: its directory is gone). Loads what is new."""
+    def read(self, name: str, fresh: bool = False) -> ModelState | None:
+        """The state `name` should have now (None: its directory is gone). Loads what is new; `fresh`
+        (an explicit load) also tries again what was refused before."""
         directory = self.path / name
         before = signature(directory)
         if before is None:
@@ -102,38 +119,52 @@ class Repository:
             manifest = read_manifest(directory)
         except (ContractError, PolicyError, ConfigError) as exc:
             # the directory as a whole is unreadable: what was served stays served
-            return ModelState(
-                versions=previous.versions,
-                refused=previous.refused,
-                error=str(exc),
-                signature=before,
-                attempts=previous.attempts,
-                config=previous.config,
-            )
-        served, refused, attempts = {}, {}, {}
-        available = published_versions(directory)
-        for version in policy.candidates(available):
+            return replace(previous, error=str(exc), signature=before, retry=transient(exc), unloaded=False)
+        listing = list_versions(directory)
+        served, refused, broken, attempts, retry = {}, {}, {}, {}, False
+        for version in policy.candidates(listing.versions):
             if policy.wanted is not None and len(served) == policy.wanted:
                 break
-            if version not in available:
-                refused[str(version)] = f"no {version}/model.onnx"
+            number, kept = str(version), previous.versions.get(str(version))
+            if version in listing.unreadable:
+                reason, retry = listing.unreadable[version], True
+            elif version not in listing.available:
+                refused[number] = f"no {version}/model.onnx"
                 continue
-            key = version_key(directory, manifest, version)
-            kept = previous.versions.get(str(version))
-            if kept is not None and kept.key == key:
-                served[str(version)] = kept
-            elif key in previous.attempts:
-                refused[str(version)] = attempts[key] = previous.attempts[key]
             else:
-                try:
-                    model = Model.load(directory, self.threads, version)
-                    check_schema(previous.default, model)
-                    served[str(version)] = Served(model, Batcher(model, self.batching, self.metrics), key)
-                except ModelLoadError as exc:
-                    refused[str(version)] = attempts[key] = str(exc)
-        error = "" if available or policy.kind == "specific" else "no version directory with a model.onnx"
+                key = version_key(directory, manifest, version)
+                if kept is not None and kept.key == key:
+                    served[number] = kept
+                    continue
+                reason = None if fresh else previous.attempts.get(key)
+                if reason is None:
+                    try:
+                        model = Model.load(directory, self.threads, version)
+                        check_schema(previous.default, model)
+                        served[number] = Served(model, Batcher(model, self.batching, self.metrics), key)
+                        continue
+                    except ModelLoadError as exc:
+                        reason, retry = str(exc), retry or exc.transient
+                        if not exc.transient:  # a wrong file is not read again until it changes
+                            attempts[key] = reason
+                else:
+                    attempts[key] = reason
+            if kept is not None:  # what was verified and loaded serves on until a good file replaces it
+                served[number], broken[number] = kept, reason
+            else:
+                refused[number] = reason
+        error = "no version directory with a model.onnx"
+        error = "" if listing.versions or policy.kind == "specific" else error
         return ModelState(
-            versions=served, refused=refused, error=error, signature=before, attempts=attempts, config=config
+            versions=served,
+            refused=refused,
+            broken=broken,
+            odd=listing.odd,
+            error=error,
+            signature=before,
+            attempts=attempts,
+            retry=retry,
+            config=config,
         )
 
     # -- what requests see -------------------------------------------------------------------------
@@ -149,6 +180,7 @@ class Repository:
                 self.metrics.watch_queue(name, lambda: self.queued(name))
         self.states = states  # one assignment: a reader sees the old dict or the new one
         self.metrics.ready.set(int(self.ready))
+        self.metrics.disk_copies(name, old.broken, state.broken if state else {})
         kept = {id(s) for s in (state.versions.values() if state else ())}
         return [s for s in old.versions.values() if id(s) not in kept]
 
@@ -189,12 +221,12 @@ class Repository:
         """The served version (the default when None), or NotFound / Unavailable with the reason.
         Names are checked before anything else is looked at."""
         if not is_model_name(name):
-            raise NotFound(f"unknown model {name!r}")
+            raise NotFound(f"unknown model {quoted(name)}")
         if self.loading:
             raise Unavailable("the server is still loading its models")
         state = self.states.get(name)
         if state is None:
-            raise NotFound(f"unknown model {name!r}")
+            raise NotFound(f"unknown model {quoted(name)}")
         if not state.versions:
             raise Unavailable(f"model {name!r} is not available: {state.reason}")
         if version is None:
@@ -205,17 +237,25 @@ class Repository:
         if version in state.refused:
             raise Unavailable(f"model {name!r} version {version} is not available: {state.refused[version]}")
         serving = ", ".join(sorted(state.versions, key=int))
-        raise NotFound(f"model {name!r} has no version {version!r} (serving {serving})")
+        raise NotFound(f"model {name!r} has no version {quoted(version)} (serving {serving})")
 
     def index(self, ready_only: bool = False) -> list[dict]:
-        """Triton's repository index: a row per served version (READY), per refused version and per
-        unreadable or unloaded model (UNAVAILABLE, with the reason)."""
+        """Triton's repository index: a row per served version (READY; with a reason when its file on
+        disk is refused and the copy loaded before serves on), per refused version, per directory that is
+        not a version, and per unreadable or unloaded model (UNAVAILABLE, with the reason)."""
         rows = []
         for name, state in sorted(self.states.items()):
-            rows += [{"name": name, "version": v, "state": "READY"} for v in sorted(state.versions, key=int)]
+            for v in sorted(state.versions, key=int):
+                rows.append({"name": name, "version": v, "state": "READY"})
+                if v in state.broken:
+                    rows[-1]["reason"] = f"{DISK_COPY_REFUSED}: {state.broken[v]}"
             rows += [
                 {"name": name, "version": v, "state": "UNAVAILABLE", "reason": r}
                 for v, r in sorted(state.refused.items(), key=lambda item: int(item[0]))
+            ]
+            rows += [
+                {"name": name, "version": v, "state": "UNAVAILABLE", "reason": r}
+                for v, r in sorted(state.odd.items())
             ]
             if state.error or state.unloaded or not (state.versions or state.refused):
                 rows.append({"name": name, "state": "UNAVAILABLE", "reason": state.error or state.reason})
@@ -241,7 +281,9 @@ def describe(name: str, state: ModelState | None) -> list[str]:
         return [f"removed {name}"]
     served = ", ".join(sorted(state.versions, key=int))
     lines = [f"serving {name} version(s) {served}"] if state.versions else []
+    lines += [f"{name} version {v}: {DISK_COPY_REFUSED}: {r}" for v, r in state.broken.items()]
     lines += [f"refused {name} version {v}: {r}" for v, r in state.refused.items()]
+    lines += [f"refused {name} directory {v!r}: {r}" for v, r in state.odd.items()]
     if state.error or not lines:
         lines.append(f"refused {name}: {state.error or state.reason}")
     return lines

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from contract.repository import INPUT_NAME
-from serve.errors import BadRequest
+from serve.errors import BadRequest, quoted
 from serve.model import MAX_TEXT, Model, is_missing_value
 
 V2_NUMPY = {  # Open Inference Protocol datatype → numpy
@@ -80,7 +80,7 @@ def plan_inputs(names: list, model: Model) -> tuple[bool, list[str]]:
     if not named:
         raise BadRequest(
             f"model {model.name!r} takes input {INPUT_NAME!r} [rows, {model.n_features}] or inputs named "
-            f"after its features ({', '.join(model.feature_index)}), got {names}"[:400]
+            f"after its features ({', '.join(model.feature_index)}), got {quoted(names)}"[:400]
         )
     return True, ignored
 
@@ -88,18 +88,19 @@ def plan_inputs(names: list, model: Model) -> tuple[bool, list[str]]:
 def check_input(datatype) -> None:
     """`features` is of a numeric datatype."""
     if not isinstance(datatype, str) or datatype not in V2_NUMPY:
-        raise BadRequest(f"datatype {datatype!r} is not a numeric tensor type"[:200])
+        raise BadRequest(f"datatype {quoted(datatype)} is not a numeric tensor type")
 
 
 def check_shape(shape, model: Model, max_rows: int) -> tuple[int, int]:
     """(rows, width) of a [rows, n_features] shape within the row limit."""
     if not isinstance(shape, list) or not all(type(d) is int for d in shape):
-        raise BadRequest(f"shape must be a list of integers, got {shape!r}"[:300])
+        raise BadRequest(f"shape must be a list of integers, got {quoted(shape)}")
     if len(shape) > MAX_DIMS or any(d < 0 for d in shape):
-        raise BadRequest(f"shape {shape[: MAX_DIMS + 1]} is not a valid tensor shape")
+        raise BadRequest(f"shape {quoted(shape[: MAX_DIMS + 1])} is not a valid tensor shape")
     if len(shape) != 2 or shape[1] != model.n_features:
         raise BadRequest(
-            f"input {INPUT_NAME!r} of model {model.name!r} has shape [rows, {model.n_features}], got {shape}"
+            f"input {INPUT_NAME!r} of model {model.name!r} has shape [rows, {model.n_features}], "
+            f"got {quoted(shape)}"
         )
     if shape[0] > max_rows:
         raise BadRequest(f"{shape[0]} rows is more than the limit of {max_rows} per request")
@@ -128,10 +129,10 @@ def select_outputs(model: Model, names: list) -> list[str]:
     for k, name in enumerate(names):
         if not isinstance(name, str) or name not in model.outputs:
             raise BadRequest(
-                f"model {model.name!r} has no output {name!r}; outputs: {', '.join(model.output_names)}"[:300]
+                f"model {model.name!r} has no output {quoted(name)}; outputs: {', '.join(model.output_names)}"
             )
         if name in names[:k]:
-            raise BadRequest(f"output {name!r} requested twice")
+            raise BadRequest(f"output {quoted(name)} requested twice")
     return names
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
+from serve import descriptors
 from serve.config import ServerConfig
 from serve.dataplane import DataPlane
 from serve.http.app import App
@@ -70,7 +71,13 @@ class Server:
         if self.config.grpc_port:
             from serve.grpc.server import GrpcServer  # grpcio is imported only when gRPC is served
 
-            self.grpc = GrpcServer(self.dataplane)
+            cap = descriptors.connection_cap(self.config.max_connections)
+            if cap < self.config.max_connections:
+                self.log(
+                    f"gRPC connections capped at {cap}, not {self.config.max_connections}: "
+                    f"this process may open {descriptors.limit()} file descriptors"
+                )
+            self.grpc = GrpcServer(self.dataplane, cap)
             self.config.grpc_port = await self.grpc.start()
         self.loader = threading.Thread(target=self.dataplane.load, name="model-loader", daemon=True)
         self.loader.start()
@@ -131,6 +138,7 @@ def main(
     """Serve `config` until SIGTERM or SIGINT; the exit status (2: a port cannot be bound). `workers` > 1
     runs a supervisor that starts `python -m serve <argv>` as worker 0 … N-1 (`worker`, with the
     supervisor's `runtime_dir`)."""
+    descriptors.raise_limit()  # connections are file descriptors: take what the hard limit allows
     if worker is None:
         log(banner(config, workers))
     if workers > 1 and worker is None:

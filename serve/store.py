@@ -5,22 +5,35 @@ the two always come from the same publication; `check_graph` holds an onnxruntim
 outputs against the manifest; `read_policy` reads config.pbtxt's version_policy, and `read_config` the
 whole of it as Triton's ModelConfig. `signature`,
 `identity` and `version_key` are what the repository poll compares to see that something moved on disk
-without reading it again.
+without reading it again; `list_versions` tells a version directory that cannot be looked at now
+(permissions, I/O: retried) from one that is absent, and lists directories that are not versions.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract.errors import ContractError
-from contract.repository import CONFIG, INPUT_NAME, MANIFEST, MODEL_FILE, expected_sha256, published_versions
+from contract.repository import (
+    CONFIG,
+    INPUT_NAME,
+    MANIFEST,
+    MODEL_FILE,
+    expected_sha256,
+    version_number,
+)
 from serve.errors import ModelLoadError
 from serve.policy import PolicyError, VersionPolicy, version_policy
 from serve.triton import ConfigError, parse_config
 
 ORT_TYPES = {"tensor(float)": "FP32", "tensor(int64)": "INT64"}  # onnxruntime type → Open Inference Protocol
+NOT_A_VERSION = "not a version directory (versions are named by ASCII digits without leading zeros)"
+GONE = (errno.ENOENT, errno.ENOTDIR)  # what a read that found nothing raises; any other OSError may pass
 
 
 def read_version(directory: Path, version: int | None) -> tuple[dict, int, bytes]:
@@ -34,7 +47,7 @@ def read_version(directory: Path, version: int | None) -> tuple[dict, int, bytes
         try:
             handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
-            raise ModelLoadError(f"cannot open the model directory: {exc.strerror}") from None
+            raise ModelLoadError(f"cannot open the model directory: {exc.strerror}", transient(exc)) from None
         try:
             manifest = json.loads(read_at(handle, MANIFEST))
             number = int(manifest["version"]) if version is None else version
@@ -43,8 +56,8 @@ def read_version(directory: Path, version: int | None) -> tuple[dict, int, bytes
             if attempt < 2 and swapped(directory, handle):
                 continue
             raise ModelLoadError(f"missing {exc.filename}") from None
-        except OSError as exc:
-            raise ModelLoadError(f"cannot read {exc.filename}: {exc.strerror}") from None
+        except OSError as exc:  # permissions, I/O, no file descriptor left: retried later
+            raise ModelLoadError(f"cannot read {exc.filename}: {exc.strerror}", transient(exc)) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelLoadError(f"{MANIFEST} is not valid: {exc!r}") from None
         finally:
@@ -113,6 +126,56 @@ def read_config(directory: Path):
     return parse_config(text)
 
 
+def transient(exc: BaseException) -> bool:
+    """An error reading the disk that may pass by itself (EACCES, EIO, EMFILE ...), as opposed to a file
+    that is absent or wrong. The exception itself, or the OSError behind a ContractError or PolicyError."""
+    cause = exc if isinstance(exc, OSError) else exc.__context__
+    return isinstance(cause, OSError) and cause.errno not in GONE
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A model directory's subdirectories, as the poll sees them."""
+
+    available: list[int] = field(default_factory=list)  # versions holding a model.onnx, increasing
+    unreadable: dict[int, str] = field(default_factory=dict)  # versions that cannot be looked at now: why
+    odd: dict[str, str] = field(default_factory=dict)  # directories that are not versions: why
+
+    @property
+    def versions(self) -> list[int]:
+        """Every version that may be served: available or unreadable for now."""
+        return sorted([*self.available, *self.unreadable])
+
+
+def list_versions(directory: Path) -> Listing:
+    """The version directories of a model directory. A version whose model.onnx cannot be looked at (a
+    directory without permission, an I/O error) is unreadable, not absent: a server keeps serving it and
+    tries again. A visible directory whose name is not a version (`007`, `²`, `v2`) is listed with why."""
+    listing = Listing()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return listing  # the manifest's read says why
+    for entry in entries:
+        try:
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+        except OSError:
+            continue
+        number = version_number(entry.name)
+        if number is None:
+            listing.odd[entry.name] = NOT_A_VERSION
+            continue
+        try:
+            if stat.S_ISREG(os.stat(f"{entry.path}/{MODEL_FILE}").st_mode):
+                listing.available.append(number)
+        except OSError as exc:
+            if exc.errno not in GONE:
+                listing.unreadable[number] = f"cannot read {number}/{MODEL_FILE}: {exc.strerror}"
+    listing.available.sort()
+    return listing
+
+
 def signature(directory: Path) -> tuple | None:
     """What a publication or an edit changes: the directory itself (a publication swaps it whole), its
     manifest and config, and each version's model.onnx. None when the directory is gone."""
@@ -122,7 +185,7 @@ def signature(directory: Path) -> tuple | None:
         return None
     parts = [(top.st_ino, top.st_mtime_ns)]
     parts += [(name, identity(directory / name)) for name in (MANIFEST, CONFIG)]
-    parts += [(str(v), identity(directory / str(v) / MODEL_FILE)) for v in published_versions(directory)]
+    parts += [(str(v), identity(directory / str(v) / MODEL_FILE)) for v in list_versions(directory).versions]
     return tuple(parts)
 
 

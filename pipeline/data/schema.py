@@ -65,7 +65,7 @@ def plan_columns(table, config: RunConfig, log) -> Columns:
         if absent:
             raise PipelineError(
                 f"{role} column(s) {', '.join(map(repr, absent))} not in {table.describe()} "
-                f"(columns: {', '.join(table.columns)})"
+                f"(columns: {', '.join(c if c.isprintable() else repr(c) for c in table.columns)})"
             )
     features = [c for c in table.columns if c != config.target and c not in config.ignore]
     if not features:

@@ -7,6 +7,12 @@ response's: a message that does not parse is the client's INVALID_ARGUMENT here,
 Named errors (serve/errors.py) become their gRPC status code, with the same message as over HTTP, in
 `rpc` and nowhere else. Limits: a message over --max-body-mb is refused by grpcio itself
 (RESOURCE_EXHAUSTED), rows per request as over HTTP.
+
+Connections are bounded as HTTP's are, by grpc core's own options (`connection_options`): at most
+`max_connections` at once (more are closed as soon as they are accepted), the HTTP/2 preface and
+settings within --header-timeout-s, a connection without calls closed after --idle-timeout-s, any
+connection closed after MAX_CONNECTION_AGE_S (its calls get SHUTDOWN_GRACE_S), and clients that ping
+more often than every 5 minutes without calls sent away (keepalive enforcement).
 """
 
 from __future__ import annotations
@@ -25,12 +31,35 @@ from serve.errors import BadRequest, ClientGone, ServeError
 from serve.grpc.codec import decode_infer, encode_infer
 from serve.grpc.messages import METHODS, SERVICE
 
+MAX_CONNECTION_AGE_S = 600.0  # then a GOAWAY: clients reconnect (and spread over --workers again)
+AGE_GRACE_S = 30.0  # calls in flight on a connection past its age get this long to finish
+PING_INTERVAL_S = 60.0  # the server pings a connection with calls after this long without data
+PING_TIMEOUT_S = 20.0  # and closes it when the ping is not answered within this
+MIN_CLIENT_PING_S = 300.0  # a client pinging more often than this without calls gets strikes, then GOAWAY
+
 
 class GrpcServer:
-    def __init__(self, dataplane: DataPlane):
+    def __init__(self, dataplane: DataPlane, max_connections: int | None = None):
         self.dataplane = dataplane
         self.config = dataplane.config
+        self.max_connections = max_connections or self.config.max_connections
         self.server: grpc.aio.Server | None = None
+
+    def connection_options(self) -> list[tuple[str, int]]:
+        """grpc core's channel arguments that bound the connections (see the module's docstring)."""
+        config = self.config
+        return [
+            ("grpc.max_allowed_incoming_connections", self.max_connections),
+            ("grpc.server_handshake_timeout_ms", milliseconds(config.header_timeout_s)),
+            ("grpc.max_connection_idle_ms", milliseconds(config.idle_timeout_s)),
+            ("grpc.max_connection_age_ms", milliseconds(MAX_CONNECTION_AGE_S)),
+            ("grpc.max_connection_age_grace_ms", milliseconds(AGE_GRACE_S)),
+            ("grpc.keepalive_time_ms", milliseconds(PING_INTERVAL_S)),
+            ("grpc.keepalive_timeout_ms", milliseconds(PING_TIMEOUT_S)),
+            ("grpc.keepalive_permit_without_calls", 0),
+            ("grpc.http2.min_ping_interval_without_data_ms", milliseconds(MIN_CLIENT_PING_S)),
+            ("grpc.http2.max_ping_strikes", 2),
+        ]
 
     async def start(self) -> int:
         """Listen on the configured port; returns it (OSError when it cannot be bound)."""
@@ -41,6 +70,7 @@ class GrpcServer:
                 ("grpc.max_send_message_length", -1),
                 # grpcio's default is on; off, a port already taken fails here instead of sharing it
                 ("grpc.so_reuseport", int(self.config.reuse_port)),
+                *self.connection_options(),
             ]
         )
         handlers = {method: self.rpc(method, *RPCS[method]) for method in METHODS}  # each RPC of the service
@@ -144,6 +174,10 @@ RPCS = {  # RPC → (handler, endpoint label for metrics: HTTP's labels, prefixe
     "RepositoryModelLoad": (GrpcServer.repository_model_load, "grpc_repository"),
     "RepositoryModelUnload": (GrpcServer.repository_model_unload, "grpc_repository"),
 }
+
+
+def milliseconds(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 def response(method: str, **fields):

@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 from serve.dataplane import DataPlane
 from serve.errors import (
+    QUOTE_LIMIT,
     BadRequest,
     ClientGone,
     MethodNotAllowed,
@@ -206,6 +207,7 @@ def route(method: str, raw_path: bytes) -> tuple:
                 continue
             params = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
             return handler, params, endpoint
+    shown = path if len(path) <= QUOTE_LIMIT else f"{path[:QUOTE_LIMIT]}…"
     if allowed:
-        raise MethodNotAllowed(f"{method} is not allowed on {path[:200]}")
-    raise NotFound(f"no such endpoint: {method} {path[:200]}")
+        raise MethodNotAllowed(f"{method} is not allowed on {shown}")
+    raise NotFound(f"no such endpoint: {method[:QUOTE_LIMIT]} {shown}")

@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from contract.repository import INPUT_NAME
-from serve.errors import BadRequest
+from serve.errors import BadRequest, quoted
 from serve.model import Model
 from serve.request import (
     MAX_IGNORED,
@@ -54,7 +54,8 @@ def split_binary(body: bytes, header_length: str | None) -> tuple[bytes, memoryv
     try:
         length = int(header_length)
     except ValueError:
-        raise BadRequest(f"Inference-Header-Content-Length {header_length!r} is not an integer") from None
+        shown = quoted(header_length)
+        raise BadRequest(f"Inference-Header-Content-Length {shown} is not an integer") from None
     if not 0 <= length <= len(body):
         raise BadRequest(f"Inference-Header-Content-Length {length} does not fit the {len(body)}-byte body")
     return body[:length], memoryview(body)[length:]
@@ -145,7 +146,7 @@ def tensor_values(tensor: dict, name: str, datatype: str, count: int, binary: me
         dtype = np.dtype(V2_NUMPY[datatype]).newbyteorder("<")
         if type(size) is not int or size != count * dtype.itemsize:
             raise BadRequest(
-                f"binary_data_size {size!r} does not match the shape of {name!r} ({datatype})"[:200]
+                f"binary_data_size {quoted(size)} does not match the shape of {name!r} ({datatype})"[:200]
             )
         if size > len(binary):
             raise BadRequest(f"binary data truncated: {size} bytes announced, {len(binary)} present")
@@ -199,7 +200,7 @@ def requested_outputs(request: dict, model: Model) -> tuple[list[str], dict[str,
     selected = select_outputs(model, names)
     for name, option in zip(names, options):
         if not isinstance(option, dict):
-            raise BadRequest(f"parameters of output {name!r} must be an object")
+            raise BadRequest(f"parameters of output {quoted(name)} must be an object")
     binary = {n: o.get("binary_data", default_binary) is True for n, o in zip(names, options)}
     return selected, {n: binary.get(n, default_binary) for n in selected}
 

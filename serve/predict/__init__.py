@@ -4,16 +4,19 @@ The input is CSV or Parquet (a file, a directory with hive partitions, or a glob
 the output is CSV or Parquet by its extension, or CSV on standard output. Rows stream through in record
 batches, read → encode (`serve.predict.encoding`) → one onnxruntime call → write, so memory stays bounded
 whatever the row count. The output holds the --keep columns first, then `label` and one `p_<class>` column
-per class (classifiers) or `predicted_<target>` (regression). A file is written beside its destination and
-renamed into place only when every row succeeded, so a failed run leaves a previous output as it was. The
-rows follow the runtime's input rule (serve/model.py): columns that are not features are ignored and a
-feature without a column is missing, both said once on `notice` when the run succeeds. This module needs
-pyarrow (the `batch` extra); the HTTP server never imports it.
+per class (classifiers) or `predicted_<target>` (regression). A file is written beside its destination
+(`.NAME.PID.partial`) and renamed into place only when every row succeeded, so a failed or interrupted run
+leaves a previous output as it was; the partial files of runs that died without cleaning up (SIGKILL) are
+removed by the next run to the same destination. An output that is a directory or one of the input files
+is refused before anything is read. The rows follow the runtime's input rule (serve/model.py): columns
+that are not features are ignored and a feature without a column is missing, both said once on `notice`
+when the run succeeds. This module needs pyarrow (the `batch` extra); the HTTP server never imports it.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import os
 import sys
@@ -24,6 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from contract.errors import ContractError
+from contract.tables import resolve
 from serve.errors import ModelLoadError
 from serve.model import Model
 from serve.predict.encoding import BatchEncoder, CellError
@@ -49,10 +54,9 @@ def predict_table(
     """Write a prediction for every row of `data` to `out` (CSV on stdout when None); returns the row
     count. Raises PredictError with one line naming the file, the line or row, and the column."""
     out = Path(out) if out else None
-    if out is not None and out.suffix.lower() not in OUTPUT_FORMATS:
-        raise PredictError(f"{out}: the output must end in .csv or .parquet")
-    if out is not None and not out.parent.is_dir():
-        raise PredictError(f"cannot write {out}: no directory {out.parent}")
+    if out is not None:
+        check_output(out, data)
+        remove_stale_partials(out)
     try:
         model = Model.load(model_dir, threads=threads or default_threads())
     except ModelLoadError as exc:
@@ -100,6 +104,46 @@ def column_notices(model: Model, keep: list[str], columns: tuple[str, ...]) -> l
     if absent:
         lines.append(f"no column(s) {listing(absent)}: predicted with those features missing")
     return lines
+
+
+def check_output(out: Path, data: str | Path) -> None:
+    """Refuse, before anything is read, an output that cannot or must not be written: a directory, a
+    name that is neither .csv nor .parquet, a missing directory, one of the input files."""
+    if out.is_dir():
+        raise PredictError(f"cannot write {out}: it is a directory; --out names a .csv or .parquet file")
+    if out.suffix.lower() not in OUTPUT_FORMATS:
+        raise PredictError(f"{out}: the output must end in .csv or .parquet")
+    if not out.parent.is_dir():
+        raise PredictError(f"cannot write {out}: no directory {out.parent}")
+    if not out.exists():
+        return
+    try:
+        inputs = resolve(str(data)).files
+    except ContractError:
+        return  # the read says why, in its own words
+    if any(os.path.samefile(out, path) for path in inputs):
+        raise PredictError(
+            f"cannot write {out}: it is one of the input files; write the predictions elsewhere"
+        )
+
+
+def remove_stale_partials(out: Path) -> None:
+    """Remove the partial files (`.NAME.PID.partial`, see Output) of runs to `out` whose process is gone:
+    a run killed by SIGKILL, or a crash, cannot remove its own."""
+    for leftover in out.parent.glob(f".{glob.escape(out.name)}.*.partial"):
+        pid = leftover.name[len(out.name) + 2 : -len(".partial")]
+        if pid.isdigit() and not process_alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def default_threads() -> int:

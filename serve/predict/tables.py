@@ -12,6 +12,7 @@ batches.
 
 from __future__ import annotations
 
+import collections
 import queue
 import re
 import threading
@@ -83,6 +84,7 @@ def csv_chunks(
     absent = [c for c in wanted if c not in names and c not in partition and c not in optional]
     if absent:
         raise TableError(f"{path} lacks column(s) {', '.join(absent)} (it has: {listing(names)})")
+    check_unique(path, [name.strip() for name in header], wanted)
     read = [c for c in wanted if c in names]
     as_text = {c for c in read if wanted[c] == "text"}
     done = 0  # rows already handed out; a restart skips them
@@ -133,6 +135,15 @@ def csv_header(path: Path, parse: pacsv.ParseOptions) -> list[str]:
     return names
 
 
+def check_unique(path: Path, names: list[str], wanted) -> None:
+    """A column the model or --keep needs must be there once: of two columns of one name, which holds the
+    feature cannot be told, and using either silently could predict from the wrong one."""
+    counts = collections.Counter(names)
+    twice = [c for c in wanted if counts[c] > 1]
+    if twice:
+        raise TableError(f"{path}: column(s) {', '.join(twice)} appear more than once; rename or drop one")
+
+
 def with_partitions(batch: pa.RecordBatch, read: list[str], partition: dict, wanted) -> pa.RecordBatch:
     """The batch with the wanted partition columns the file's own columns do not have."""
     arrays, names = list(batch.columns), list(read)
@@ -154,7 +165,12 @@ def csv_problem(path: Path, parse: pacsv.ParseOptions, exc: pa.ArrowInvalid) -> 
     """One line for an Arrow CSV error, with the line number when Arrow knows it."""
     text = str(exc).splitlines()[0]
     if "Empty CSV file" in text:
-        return f"{path} is empty"
+        size = path.stat().st_size
+        if size == 0:
+            return f"{path} is empty"
+        return (
+            f"{path} has no CSV header: its {size:,} bytes start without a line of text (binary, or sparse?)"
+        )
     match = CONVERSION.search(text)
     if match and match.group(2) in ("string", "utf8"):
         return f"{path}: column #{int(match.group(1)) + 1} is not UTF-8 text"
@@ -199,6 +215,7 @@ def parquet_chunks(
             absent = [c for c in columns if c not in names and c not in partition and c not in optional]
             if absent:
                 raise TableError(f"{path} lacks column(s) {', '.join(absent)} (it has: {listing(names)})")
+            check_unique(path, names, columns)
             read = [c for c in columns if c in names]
             done = 0
             # Decoded on the read-ahead thread alone: Arrow's worker threads would each keep allocator

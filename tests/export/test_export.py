@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 
 import numpy as np
@@ -21,7 +22,8 @@ from export.run import export_run
 from export.verify import VerificationError, verify
 from pipeline.checks import parity
 from pipeline.config import builtin_config, builtin_names
-from tests.conftest import quiet
+from tests.conftest import quiet, run_cli
+from tests.permissions import small_filesystem
 
 TRITON_TO_NUMPY = {model_config_pb2.TYPE_FP32: np.float32, model_config_pb2.TYPE_INT64: np.int64}
 ONNX_TO_NUMPY = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.INT64: np.int64}
@@ -273,3 +275,14 @@ def test_cuda_verification_runs_on_cuda(trained, repository):
     assert results["onnxruntime-cuda"].status == "passed"
     assert results["onnxruntime-cuda"].provider == "CUDAExecutionProvider"
     assert results["torch-cuda"].provider.startswith("cuda")
+
+
+def test_a_full_disk_during_export_is_one_line_and_leaves_the_repository_as_it_was(runs_dir, tmp_path):
+    models = tmp_path / "models"
+    with small_filesystem(models, "12k"):  # too small for the ONNX file
+        result = run_cli("-m", "export", "export", "--model", "zoo-mammal", "--runs-dir", str(runs_dir),
+                         "--repository", str(models))  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: No space left on device: "), lines
+        assert os.listdir(models) == []  # nothing published, no staging left

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
+from tests.permissions import small_filesystem, unprivileged
 
 
 def write_user_table(path, n=60):
@@ -67,3 +73,43 @@ def test_errors_are_one_line_with_non_zero_exit(tmp_path):
         assert result.stderr.strip().startswith(message), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+# -- the disk (issue 18) -----------------------------------------------------------------------------------
+ENDLESS = ["--model", "auto-mpg", "--epochs", "100000", "--patience", "100000", "--quiet"]
+
+
+def one_line_exit_2(result) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("how", ["permissions", "read-only-mount"])
+@pytest.mark.parametrize("nproc", ["1", "2"])
+def test_a_runs_directory_that_cannot_be_written_is_refused_before_training(tmp_path, how, nproc):
+    """A training of 100,000 epochs: refused within the test's timeout, so before it, not after."""
+    runs = tmp_path / "runs"
+    if how == "read-only-mount":
+        context, reason = small_filesystem(runs, "1m", read_only=True), "Read-only file system"
+    else:
+        runs.mkdir()
+        runs.chmod(0o555)
+        context, reason = contextlib.nullcontext(), "Permission denied"
+    with context:
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline", "train", *ENDLESS, "--nproc", nproc, "--runs-dir", str(runs)],
+            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            preexec_fn=unprivileged(), timeout=120,
+        )  # fmt: skip
+        assert one_line_exit_2(result) == f"error: cannot write the runs directory {runs}: {reason}"
+
+
+def test_a_full_disk_during_training_is_one_line_and_publishes_nothing(tmp_path):
+    runs = tmp_path / "runs"
+    with small_filesystem(runs, "20k"):  # room for the checks and a checkpoint, not for the whole run
+        result = run_cli("-m", "pipeline", "train", "--model", "auto-mpg", "--quiet", "--runs-dir", str(runs))
+        line = one_line_exit_2(result)
+        assert line.startswith("error: No space left on device: ") and str(runs) in line
+        assert os.listdir(runs) == []  # no run, no staging left behind

@@ -17,8 +17,10 @@ import pytest
 import torch
 
 from pipeline.config import builtin_config
+from pipeline.distributed import SINGLE
 from pipeline.run import train_run
 from pipeline.training.batches import MemoryBatches, StreamBatches
+from pipeline.training.resume import Resume
 from tests.conftest import ROOT, quiet
 from tests.pipeline.training.test_loop import QUALITY
 from tests.serving import free_port
@@ -243,3 +245,159 @@ def test_nccl_on_two_gpus_gives_the_weights_of_gloo(two_processes, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "on 2 processes (nccl)" in result.stdout  # the work ran on the GPUs' backend
     assert_same_weights(weights(tmp_path), weights(two_processes), atol=1e-4)
+
+
+# -- stopping a job, and what a restart may resume (issue 18) ------------------------------------------
+ENDLESS = ["--model", "auto-mpg", "--epochs", "100000", "--patience", "100000", "--quiet"]
+
+
+def start_launcher(runs: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "train", *ENDLESS, "--nproc", "2", "--runs-dir", str(runs)],
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for_training(launcher: subprocess.Popen, runs: Path) -> list[int]:
+    """The workers' PIDs once they have completed an epoch."""
+    state = runs / ".auto-mpg.resume" / "state.pt"
+    deadline = time.monotonic() + 240
+    while not state.is_file():
+        assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()
+        time.sleep(0.05)
+    workers = workers_of(launcher)
+    assert len(workers) == 2, workers
+    return workers
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_sigint_to_the_launcher_stops_the_workers_with_one_line_and_exit_130(tmp_path):
+    launcher = start_launcher(tmp_path)
+    workers = wait_for_training(launcher, tmp_path)
+    launcher.send_signal(signal.SIGINT)
+    _, stderr = launcher.communicate(timeout=60)
+    assert launcher.returncode == 130
+    assert stderr.strip().splitlines() == ["interrupted: the workers were stopped; nothing was published"]
+    assert all(gone(pid) for pid in workers) and not (tmp_path / "auto-mpg").exists()
+
+
+def test_workers_die_with_a_sigkilled_launcher_and_publish_nothing(tmp_path):
+    """A launcher killed with SIGKILL cannot stop its workers; they must not train on unwatched and
+    publish a run after the job was stopped (each asked the kernel for SIGTERM when its launcher dies)."""
+    launcher = start_launcher(tmp_path)
+    workers = wait_for_training(launcher, tmp_path)
+    launcher.kill()
+    launcher.communicate(timeout=30)
+    deadline = time.monotonic() + 30
+    while not all(gone(pid) for pid in workers):
+        assert time.monotonic() < deadline, "the workers outlived their launcher"
+        time.sleep(0.05)
+    assert not (tmp_path / "auto-mpg").exists()
+
+
+def change_in_place(path: Path, new_content: bytes) -> None:
+    """Replace a file's content keeping its size and modification time, as `cp -p` or a careful edit
+    can: only the content says it changed."""
+    before = path.stat()
+    assert len(new_content) == before.st_size
+    path.write_bytes(new_content)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_a_resume_state_is_not_reused_for_a_table_whose_content_changed(tmp_path, monkeypatch, kind):
+    """A killed job's state, then the labels changed in place: the same command after a restart must
+    start afresh, not resume weights trained on other labels."""
+    import pyarrow as pa
+    import pyarrow.csv  # pa.csv
+    import pyarrow.parquet as pq
+
+    table = tmp_path / f"cars.{kind}"
+    cars = builtin_config("auto-mpg").data
+    if kind == "csv":
+        table.write_bytes(Path(cars).read_bytes())
+    else:
+        pq.write_table(pa.csv.read_csv(cars), table, compression="none", use_dictionary=False)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+
+    def resume() -> Resume:
+        return Resume.for_run(tmp_path / "runs", "cars", {"target": "mpg"}, 2, [table])
+
+    resume().save(SINGLE, {"epoch": 9})
+    assert resume().load(SINGLE)["epoch"] == 9  # the same table: resumed
+    if kind == "csv":
+        text = table.read_bytes()
+        change_in_place(table, text.replace(b"\n18.0,", b"\n81.0,").replace(b"\n15.0,", b"\n51.0,"))
+    else:
+        data = pq.read_table(table)
+        mpg = data.column("mpg").to_numpy()[::-1].copy()  # the same values, other rows: same statistics
+        changed = tmp_path / "changed.parquet"
+        column = data.schema.get_field_index("mpg")
+        changes = data.set_column(column, "mpg", pa.array(mpg))
+        pq.write_table(changes, changed, compression="none", use_dictionary=False)  # plain: the same size
+        change_in_place(table, changed.read_bytes())
+    assert resume().load(SINGLE) is None
+
+
+def test_two_processes_merge_metrics_and_missing_counts_as_one_process_has_them(two_processes, tmp_path):
+    """The run of the two-process fixture against one process on the same global batches: the same test
+    metrics (each process evaluates its own rows; the metric objects must be merged, not rank 0's kept)
+    and the same feature statistics (the 6 missing horsepower values are spread over both shards)."""
+    single = train_run(builtin_config("auto-mpg", {"epochs": 3, "batch_size": 64}), tmp_path, False, quiet)
+    double = json.loads((two_processes / "auto-mpg" / "report.json").read_text())
+    for metric, value in single["test_metrics"].items():
+        np.testing.assert_allclose(double["test_metrics"][metric], value, rtol=1e-4, err_msg=metric)
+    features = [torch.load(runs / "auto-mpg" / "checkpoint.pt", weights_only=True)["spec"]["features"]
+                for runs in (tmp_path, two_processes)]  # fmt: skip
+    assert [f["missing"] for f in features[1]] == [f["missing"] for f in features[0]]
+    assert sum(f["missing"] for f in features[0]) > 0
+    for one, two in zip(*features):
+        np.testing.assert_allclose([two["mean"], two["std"]], [one["mean"], one["std"]], rtol=1e-6)
+
+
+def test_a_streamed_csv_splits_its_rows_on_two_processes_as_on_one(tmp_path):
+    """A row's split is a hash of its position in the table: rank 1 must number its byte range's rows
+    from where rank 0's end, or the split depends on the number of processes."""
+    from tests.pipeline.data.test_tables import config, rows_table, write
+
+    path = write(rows_table(3000), tmp_path / "t.csv")
+    one = train_run(config(path, memory_budget="20KB", epochs=1), tmp_path / "one", False, quiet)
+    result = pipeline("--data", path, "--target", "label", "--ignore", "id", "--memory-budget", "20KB",
+                      "--epochs", "1", "--hidden", "8", "--name", "t", "--quiet", "--nproc", "2",
+                      "--runs-dir", str(tmp_path / "two"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    two = json.loads((tmp_path / "two" / "t" / "report.json").read_text())
+    assert one["streamed"] and two["streamed"]
+    assert two["rows"] == one["rows"]
+
+
+def test_a_resumed_job_restores_torchs_random_state(tmp_path, monkeypatch):
+    """With dropout, the masks come from torch's global random stream: a job stopped after epoch 3 and
+    resumed must draw epoch 4's masks as the uninterrupted job did, to reach its weights bit for bit."""
+    config = builtin_config("auto-mpg", {"epochs": 6, "patience": 100, "dropout": 0.3})
+    train_run(config, tmp_path / "whole", False, quiet)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")  # as under torchrun: a state every epoch
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    save = Resume.save
+
+    def killed_after_epoch_3(self, job, state):
+        save(self, job, state)
+        if state["epoch"] == 3:
+            raise KeyboardInterrupt  # as a worker killed there: the state stays
+
+    monkeypatch.setattr(Resume, "save", killed_after_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, tmp_path / "resumed", False, quiet)
+    monkeypatch.setattr(Resume, "save", save)
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    said = []
+    train_run(config, tmp_path / "resumed", False, said.append)
+    assert "resuming auto-mpg after epoch 3 (torchrun restarted the job)" in said
+    assert_same_weights(weights(tmp_path / "resumed"), weights(tmp_path / "whole"), atol=0)

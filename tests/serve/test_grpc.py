@@ -377,3 +377,76 @@ def test_grpc_requests_are_counted_in_metrics(server, client):
     client.infer("auto-mpg", [features])
     client.infer("auto-mpg", [features])
     assert sample("inference_requests_total", labels) == before + 2
+
+
+@pytest.mark.parametrize("length", [256, 10_000])
+def test_model_names_over_255_characters_are_a_clients_error_naming_the_limit(server, stub, length):
+    """No directory can have such a name (NAME_MAX); the repository path is never built from it."""
+    address, _, _ = server
+    name = "m" * length
+    message = f"model name of {length:,} characters is over the limit of 255"
+    for action in ("load", "unload"):
+        assert json_request(address, "POST", f"/v2/repository/models/{name}/{action}") == (
+            400,
+            {"error": message},
+        )
+    for call, request in (
+        (stub.RepositoryModelLoad, service_pb2.RepositoryModelLoadRequest(model_name=name)),
+        (stub.RepositoryModelUnload, service_pb2.RepositoryModelUnloadRequest(model_name=name)),
+    ):
+        with pytest.raises(grpc.RpcError) as error:
+            call(request, timeout=10)
+        assert (error.value.code(), error.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+    assert json_request(address, "POST", f"/v2/repository/models/{'m' * 255}/load") == (
+        404,
+        {"error": f"no model directory '{'m' * 99}… (255 characters) in the repository"},
+    )
+
+
+@pytest.mark.parametrize("length", [101, 20_000])
+def test_messages_quote_at_most_100_characters_of_a_clients_string(server, stub, length):
+    """A 20,000-character name echoed whole would not fit the client's metadata limit: it would fail
+    with RESOURCE_EXHAUSTED instead of reading NOT_FOUND."""
+    address, _, _ = server
+    name = "n" * length
+    quoted = f"'{'n' * 99}… ({length:,} characters)"
+    with pytest.raises(grpc.RpcError) as error:
+        stub.ModelMetadata(service_pb2.ModelMetadataRequest(name=name), timeout=10)
+    assert (error.value.code(), error.value.details()) == (
+        grpc.StatusCode.NOT_FOUND,
+        f"unknown model {quoted}",
+    )
+    assert json_request(address, "GET", f"/v2/models/{name}") == (404, {"error": f"unknown model {quoted}"})
+    request = grpc_request("zoo-mammal", name, "features", "FP32", [1, 16], ROW, [], raw=True)
+    with pytest.raises(grpc.RpcError) as error:
+        stub.ModelInfer(request, timeout=10)
+    assert error.value.details() == f"model 'zoo-mammal' has no version {quoted} (serving 1)"
+    request = grpc_request("zoo-mammal", "", name, "FP32", [1, 16], ROW, [], raw=True)
+    with pytest.raises(grpc.RpcError) as error:
+        stub.ModelInfer(request, timeout=10)
+    details = error.value.details()
+    assert details.startswith("model 'zoo-mammal' takes input 'features' [rows, 16] or inputs named after")
+    assert details.endswith(f"got ['{'n' * 98}…") and "n" * 100 not in details
+
+
+def test_typed_int64_contents_are_64_bit(stub, repository):
+    """int64_contents hold 64-bit integers: 2**24 is exact in FP32 and answered; 2**40 is refused as not
+    exact (INVALID_ARGUMENT), never read as a 32-bit integer (which overflows: INTERNAL)."""
+    for value, code in ((2**24, grpc.StatusCode.OK), (2**40, grpc.StatusCode.INVALID_ARGUMENT)):
+        request = grpc_request(
+            "zoo-mammal", "", "features", "INT64", [1, 16], [value] + [0] * 15, [], raw=False
+        )
+        if code == grpc.StatusCode.OK:
+            response = stub.ModelInfer(request, timeout=10)
+            rows = np.array([[value] + [0] * 15], np.float32)
+            expected = Model.load(repository / "zoo-mammal").predict(rows)["logits"]
+            np.testing.assert_array_equal(
+                np.reshape(response.outputs[0].contents.fp32_contents, (1, 1)), expected
+            )
+            continue
+        with pytest.raises(grpc.RpcError) as error:
+            stub.ModelInfer(request, timeout=10)
+        assert (error.value.code(), error.value.details()) == (
+            code,
+            "INT64 values beyond ±2^24 cannot be represented exactly in FP32",
+        )

@@ -6,6 +6,10 @@ from __future__ import annotations
 import csv
 import gzip
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,7 @@ from pipeline.config import builtin_config, builtin_names
 from serve.model import Model
 from serve.predict import PredictError, predict_table, tables
 from serve.predict.encoding import BatchEncoder, CellError
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 AUTO_MPG = builtin_config("auto-mpg").data
 
@@ -384,3 +388,137 @@ def test_without_pyarrow_predict_says_how_to_install_it(repository, tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: batch prediction needs pyarrow: pip install 'tabular-deploy[batch]' (or make install)"
     ]
+
+
+# -- outputs and interruptions (issue 18) --------------------------------------------------------------
+def test_an_output_that_is_a_directory_is_refused_before_reading(repository, tmp_path):
+    (tmp_path / "out").mkdir()
+    missing = str(tmp_path / "no-such-file.csv")  # were it read first, the error would be about this
+    result = run_cli(
+        "-m",
+        "serve",
+        "predict",
+        "--model",
+        str(repository / "auto-mpg"),
+        "--data",
+        missing,
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"error: cannot write {tmp_path / 'out'}: it is a directory; --out names a .csv or .parquet file"
+    ]
+
+
+@pytest.mark.parametrize("spec", ["file", "glob", "folder"])
+def test_an_output_that_is_one_of_the_input_files_is_refused(repository, tmp_path, spec):
+    header, rows = read_rows(AUTO_MPG)
+    (tmp_path / "in").mkdir()
+    cars = write_rows(tmp_path / "in" / "cars.csv", header, rows)
+    write_rows(tmp_path / "in" / "more.csv", header, rows[:5])
+    before = cars.read_bytes()
+    data = {"file": str(cars), "glob": str(tmp_path / "in" / "*.csv"), "folder": str(tmp_path / "in")}[spec]
+    with pytest.raises(PredictError, match="it is one of the input files"):
+        predict_table(repository / "auto-mpg", data, cars)
+    assert cars.read_bytes() == before
+    assert sorted(os.listdir(tmp_path / "in")) == ["cars.csv", "more.csv"]
+
+
+def long_table(tmp_path: Path, copies: int = 2500) -> Path:
+    """auto-mpg's rows `copies` times over (about a million rows): a run of a few seconds."""
+    table = pacsv.read_csv(AUTO_MPG)
+    path = tmp_path / "long.csv"
+    pacsv.write_csv(pa.concat_tables([table] * copies), path)
+    return path
+
+
+def start_predict(repository, data: Path, out: Path) -> subprocess.Popen:
+    command = ["-m", "serve", "predict", "--model", str(repository / "auto-mpg"), "--data", str(data)]
+    return subprocess.Popen(
+        [sys.executable, *command, "--out", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_partial(process: subprocess.Popen, out: Path) -> Path:
+    partial = out.with_name(f".{out.name}.{process.pid}.partial")
+    deadline = time.monotonic() + 60
+    while not (partial.exists() and partial.stat().st_size > 0):
+        assert process.poll() is None and time.monotonic() < deadline, "no partial file was written"
+        time.sleep(0.01)
+    return partial
+
+
+def test_sigterm_is_handled_like_ctrl_c_and_a_killed_runs_partial_is_removed_by_the_next(
+    repository, tmp_path
+):
+    data = long_table(tmp_path)
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "predictions.csv"
+    out.write_text("a previous good result\n")
+
+    process = start_predict(repository, data, out)
+    wait_for_partial(process, out)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 143
+    assert process.stderr.read().strip().splitlines() == [f"terminated: {out} left as it was"]
+    assert out.read_text() == "a previous good result\n" and os.listdir(tmp_path / "out") == [out.name]
+
+    process = start_predict(repository, data, out)
+    partial = wait_for_partial(process, out)
+    process.kill()  # SIGKILL: nothing can clean up
+    process.wait(30)
+    assert partial.exists()
+    alive = out.with_name(f".{out.name}.1.partial")  # a process that is alive (init): left alone
+    alive.write_text("being written")
+    small = write_rows(tmp_path / "small.csv", *read_rows(AUTO_MPG))
+    assert predict_table(repository / "auto-mpg", small, out) == 398
+    assert sorted(os.listdir(tmp_path / "out")) == sorted([out.name, alive.name])
+
+
+def test_a_column_the_model_needs_twice_in_a_file_is_refused(repository, tmp_path):
+    header, rows = read_rows(AUTO_MPG)
+    weight = header.index("weight")
+    data = write_rows(tmp_path / "twice.csv", [*header, "weight"], [[*r, "1"] for r in rows])
+    with pytest.raises(PredictError, match=r"twice.csv: column\(s\) weight appear more than once"):
+        predict_table(repository / "auto-mpg", data, tmp_path / "out.csv")
+    parquet = tmp_path / "twice.parquet"
+    columns = [pa.array([r[j] for r in rows]) for j in range(len(header))] + [
+        pa.array([r[weight] for r in rows])
+    ]
+    pq.write_table(pa.Table.from_arrays(columns, names=[*header, "weight"]), parquet)
+    with pytest.raises(PredictError, match=r"twice.parquet: column\(s\) weight appear more than once"):
+        predict_table(repository / "auto-mpg", parquet, tmp_path / "out.csv")
+    write_rows(tmp_path / "extra.csv", [*header, "note", "note"], [[*r, "a", "b"] for r in rows])
+    assert predict_table(repository / "auto-mpg", tmp_path / "extra.csv", tmp_path / "out.csv") == 398
+
+
+def test_a_sparse_file_is_not_called_empty(repository, tmp_path):
+    sparse = tmp_path / "sparse.csv"
+    with sparse.open("wb") as f:
+        f.truncate(5 * 1024**3)  # 5 GB of holes: no disk used
+    with pytest.raises(PredictError, match=r"sparse.csv has no CSV header: its 5,368,709,120 bytes"):
+        predict_table(repository / "auto-mpg", sparse, tmp_path / "out.csv")
+
+
+def test_a_null_text_cell_of_a_parquet_categorical_column_is_missing(synthetic_model, tmp_path):
+    """Parquet text can be null (CSV text never is): a null category is a missing value, encoded as
+    all zeros, not the batch's first category."""
+    header, rows = tricky_rows(synthetic_model)
+    colour = header.index("colour")
+    columns = {name: [row[j] for row in rows] for j, name in enumerate(header)}
+    for name in columns:  # moderate numbers: probabilities away from 0 and 1, where the colour shows
+        if name.startswith("x"):
+            columns[name] = ["0"] * len(rows)
+    colours = ["red", "blue"]  # categories of training: a null read as one of them would answer differently
+    columns["colour"] = [None if k % 3 == 0 else colours[k % 2] for k in range(len(rows))]
+    pq.write_table(pa.table(columns), tmp_path / "nulls.parquet")
+    predict_table(synthetic_model, tmp_path / "nulls.parquet", tmp_path / "out.parquet")
+    named = [dict(zip(header, values)) for values in zip(*columns.values())]
+    assert named[0]["colour"] is None
+    runtime = Model.load(synthetic_model)
+    assert not np.isnan(runtime.encode_rows([{"colour": "red"}, {"colour": "blue"}])[:, colour]).any()
+    assert_same_predictions(read_output(tmp_path / "out.parquet"), expected_columns(synthetic_model, named))

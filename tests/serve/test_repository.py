@@ -37,10 +37,20 @@ def test_empty_repository_is_never_ready(tmp_path):
 
 
 def test_only_ascii_digits_without_leading_zeros_name_a_version(repository, tmp_path):
-    """contract.repository's rule, Triton's: `01`, `²` or `1.0` beside `1` are not versions."""
+    """contract.repository's rule, Triton's: `01`, `²` or `1.0` beside `1` are not versions; they are
+    listed as refused, with the reason, and do not keep the server from being ready."""
     model = shutil.copytree(repository / "auto-mpg", tmp_path / "models" / "auto-mpg")
     for odd in ("01", "²", "1.0"):
         shutil.copytree(model / "1", model / odd)
+    (model / ".hidden").mkdir()  # hidden: not listed
     set_version_policy(tmp_path / "models", "version_policy: { all { } }")
     repo = Repository(tmp_path / "models").load_all(quiet)
-    assert repo.index() == [{"name": "auto-mpg", "version": "1", "state": "READY"}] and repo.ready
+    reason = "not a version directory (versions are named by ASCII digits without leading zeros)"
+    assert repo.index() == [
+        {"name": "auto-mpg", "version": "1", "state": "READY"},
+        *(
+            {"name": "auto-mpg", "version": v, "state": "UNAVAILABLE", "reason": reason}
+            for v in ("01", "1.0", "²")
+        ),
+    ]
+    assert repo.ready

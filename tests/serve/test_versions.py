@@ -4,12 +4,18 @@ and queued requests finishing on the version they were queued for."""
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import json
 import shutil
+import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
@@ -18,13 +24,13 @@ from numpy.testing import assert_allclose
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
-from export.repository import DEFAULT_VERSION_POLICY, config_pbtxt
+from export.repository import DEFAULT_VERSION_POLICY, config_pbtxt, publish
 from serve.batching import BatchingConfig
 from serve.config import ServerConfig
 from serve.policy import PolicyError, VersionPolicy, version_policy
 from serve.server import Server
 from tests.conftest import quiet
-from tests.serving import json_request, running
+from tests.serving import json_request, request, running
 from tests.versions import (
     MODEL,
     car_rows,
@@ -316,3 +322,139 @@ def test_publishing_with_kept_versions_keeps_the_operators_policy(repo):
     publish_version(repo, shifted(original, 1.0))
     assert "version_policy: { all { } }" in (repo / MODEL / "config.pbtxt").read_text()
     assert version_policy((repo / MODEL / "config.pbtxt").read_text()) == VersionPolicy("all")
+
+
+# -- the served version's file on disk (issue 18) ------------------------------------------------------------
+class Load:
+    """HTTP requests to MODEL from a few threads until stopped: every status and every prediction."""
+
+    def __init__(self, address: str, threads: int = 4):
+        self.address, self.stop = address, threading.Event()
+        self.answers: list[tuple[int, float | None]] = []
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
+        for thread in self.threads:
+            thread.start()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            status, body = http_infer(self.address)
+            self.answers.append((status, body["outputs"][0]["data"][0] if status == 200 else None))
+
+    def finish(self) -> list[tuple[int, float | None]]:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(10)
+        return self.answers
+
+
+def other_input_name(onnx_bytes: bytes) -> bytes:
+    """A valid graph whose input is called `x`, not `features`."""
+    model = onnx.load_from_string(onnx_bytes)
+    model.graph.input[0].name = "x"
+    for node in model.graph.node:
+        node.input[:] = ["x" if i == "features" else i for i in node.input]
+    return model.SerializeToString()
+
+
+def write_manifest(repo: Path, **changes) -> None:
+    path = repo / MODEL / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}, indent=2))
+
+
+def break_on_disk(repo: Path, how: str, original: bytes) -> None:
+    onnx_file = repo / MODEL / "1" / "model.onnx"
+    if how == "truncated":
+        onnx_file.write_bytes(original[: len(original) // 2])
+    elif how == "another-graph-matching-sha":  # replaced, and the manifest's sha256 updated to match
+        other = other_input_name(original)
+        onnx_file.write_bytes(other)
+        write_manifest(repo, sha256=hashlib.sha256(other).hexdigest())
+    else:  # copied over slowly: the new manifest first, its model.onnx not yet
+        write_manifest(repo, sha256=hashlib.sha256(shifted(original, 10.0)).hexdigest())
+
+
+def disk_copy_metric(address: str) -> str:
+    _, _, text = request(address, "GET", "/metrics")
+    line = f'model_disk_copy_broken{{model="{MODEL}",version="1"}} '
+    return next((row[len(line) :] for row in text.decode().splitlines() if row.startswith(line)), "")
+
+
+@pytest.mark.parametrize("how", ["truncated", "another-graph-matching-sha", "manifest-first"])
+def test_a_served_version_whose_file_breaks_serves_on_until_a_good_file_replaces_it(repo, how):
+    """Under load: the file of the version being served is broken on disk. It is refused as a new version
+    would be, but the loaded copy answers every request (no 503), the index and a metric say the disk
+    copy is refused, and the server stays ready; a good file then replaces it."""
+    original = (repo / MODEL / "1" / "model.onnx").read_bytes()
+    expected = outputs_of(original, ROWS)["prediction"][0, 0]
+    config = ServerConfig(repository=repo, poll_s=0.05)
+    with running(Server(config, log=quiet)) as address:
+        load = Load(address)
+        time.sleep(0.3)
+        break_on_disk(repo, how, original)
+        wait_for(lambda: "reason" in json_request(address, "POST", "/v2/repository/index", {})[1][0])
+        row = json_request(address, "POST", "/v2/repository/index", {})[1][0]
+        assert row["state"] == "READY" and row["reason"].startswith(
+            "serving the copy loaded before; the file on disk is refused: "
+        )
+        assert disk_copy_metric(address) == "1.0"
+        time.sleep(0.5)  # many polls: the broken file stays refused, the loaded copy serves on
+        assert json_request(address, "GET", "/v2/health/ready") == (200, {"ready": True})
+        answers = load.finish()
+        assert answers and all(status == 200 for status, _ in answers), collections.Counter(answers)
+        assert_allclose([value for _, value in answers], expected, rtol=1e-6)
+
+        replacement = shifted(original, 10.0)  # a good file, verified: it replaces the loaded copy
+        (repo / MODEL / "1" / "model.onnx").write_bytes(replacement)
+        write_manifest(repo, sha256=hashlib.sha256(replacement).hexdigest())
+        wait_for(lambda: "reason" not in json_request(address, "POST", "/v2/repository/index", {})[1][0])
+        assert_allclose(http_infer(address)[1]["outputs"][0]["data"][0], expected + 10, rtol=1e-6)
+        assert disk_copy_metric(address) == "0.0"
+
+
+def test_a_version_republished_under_its_own_number_is_served_anew(repo):
+    """`export` without --keep-versions replaces version 1: the server must serve the new file, not
+    keep the copy it loaded because the version number did not change."""
+    original = (repo / MODEL / "1" / "model.onnx").read_bytes()
+    manifest = json.loads((repo / MODEL / "manifest.json").read_text())
+    config = ServerConfig(repository=repo, poll_s=0.05)
+    with running(Server(config, log=quiet)) as address:
+        before = http_infer(address)[1]["outputs"][0]["data"]
+        with tempfile.TemporaryDirectory() as scratch:
+            (Path(scratch) / "model.onnx").write_bytes(shifted(original, 10.0))
+            publish(repo, MODEL, Path(scratch) / "model.onnx", manifest, keep_versions=False)
+        wait_for(lambda: http_infer(address)[1]["outputs"][0]["data"] != before)
+        status, body = http_infer(address)
+        assert status == 200 and body["model_version"] == "1"
+        assert_allclose(body["outputs"][0]["data"], np.add(before, 10), rtol=1e-5)
+
+
+ODD = ("²", "١٢", "007", "v2")
+
+
+def test_directories_that_are_not_versions_are_listed_refused_and_never_stop_the_poll(repo, repository):
+    """`²`, `١٢` (digits to str.isdigit), `007` and `v2` beside version 1: listed in the index as refused
+    with the reason, version 1 served, the server ready, and the poll goes on (a model removed later is
+    unloaded, one added is served)."""
+    for odd in ODD:
+        shutil.copytree(repo / MODEL / "1", repo / MODEL / odd)
+    shutil.copytree(repository / "zoo-mammal", repo / "zoo-mammal")
+    config = ServerConfig(repository=repo, poll_s=0.05)
+    with running(Server(config, log=quiet)) as address:
+        reason = "not a version directory (versions are named by ASCII digits without leading zeros)"
+        rows = json_request(address, "POST", "/v2/repository/index", {})[1]
+        assert rows == [
+            {"name": MODEL, "version": "1", "state": "READY"},
+            *({"name": MODEL, "version": v, "state": "UNAVAILABLE", "reason": reason} for v in sorted(ODD)),
+            {"name": "zoo-mammal", "version": "1", "state": "READY"},
+        ]
+        assert json_request(address, "GET", "/v2/health/ready") == (200, {"ready": True})
+        assert json_request(address, "POST", f"/v2/repository/models/{MODEL}/load") == (200, {})
+        shutil.rmtree(repo / "zoo-mammal")
+        wait_for(
+            lambda: (
+                [r["name"] for r in json_request(address, "POST", "/v2/repository/index", {})[1]]
+                == [MODEL] * 5
+            )
+        )
+        shutil.copytree(repository / "zoo-multiclass", repo / "zoo-multiclass")
+        wait_for(lambda: json_request(address, "GET", "/v2/models/zoo-multiclass/ready")[0] == 200)

@@ -26,6 +26,7 @@ from pipeline.run import train_run
 from serve.model import Model
 from serve.repository import Repository
 from tests.conftest import ROOT, quiet
+from tests.serving import json_request, start_server
 
 KILLS = int(os.environ.get("FAULT_KILLS", "3"))
 CSV_EXAMPLES = min(int(os.environ.get("FUZZ_EXAMPLES", "40")), 400)
@@ -278,3 +279,81 @@ def test_degenerate_tables_via_the_command_line(tmp_path, content):
     assert result.returncode == 2 and result.stderr.startswith("error: ")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+# -- the model repository's files (issue 18) ------------------------------------------------------------
+def ready(port: int) -> int:
+    return json_request(f"127.0.0.1:{port}", "GET", "/v2/health/ready")[0]
+
+
+def index_rows(port: int) -> dict[tuple, dict]:
+    status, rows = json_request(f"127.0.0.1:{port}", "POST", "/v2/repository/index", {})
+    assert status == 200
+    return {(r["name"], r.get("version")): r for r in rows}
+
+
+def infer_status(port: int, name: str) -> int:
+    body = {"instances": [{"hair": 1, "cylinders": 4}]}  # one feature of each model; the other is ignored
+    return json_request(f"127.0.0.1:{port}", "POST", f"/v1/models/{name}:predict", body)[0]
+
+
+def wait_until(condition, timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out: {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("retry", ["poll", "explicit-load"])
+def test_files_that_cannot_be_read_are_tried_again_not_remembered(repository, tmp_path, retry):
+    """chmod 000 on a version's file (zoo-mammal) and on a version's directory (auto-mpg) before the
+    server starts: both refused with "Permission denied", the server not ready. Permissions restored,
+    nothing else touched: the next poll serves them, or (no poll) an explicit load does. A served
+    version whose directory becomes unreadable keeps serving, its index row saying why."""
+    models = tmp_path / "models"
+    for name in ("auto-mpg", "zoo-mammal"):
+        shutil.copytree(repository / name, models / name)
+    locked = [(models / "zoo-mammal" / "1" / "model.onnx", 0o644), (models / "auto-mpg" / "1", 0o755)]
+    for path, _ in locked:
+        path.chmod(0)
+    poll = "0.2" if retry == "poll" else "0"
+    process, port = start_server(models, "--poll-s", poll, unprivileged=True)
+    try:
+        rows = index_rows(port)
+        denied = "cannot read 1/model.onnx: Permission denied"
+        assert rows[("zoo-mammal", "1")] == {
+            "name": "zoo-mammal",
+            "version": "1",
+            "state": "UNAVAILABLE",
+            "reason": denied,
+        }
+        assert rows[("auto-mpg", "1")]["reason"] == denied
+        assert ready(port) == 503 and infer_status(port, "zoo-mammal") == 503
+        status, body = json_request(f"127.0.0.1:{port}", "POST", "/v2/repository/models/zoo-mammal/load")
+        assert status == 400 and denied in body["error"]
+        for path, mode in locked:
+            path.chmod(mode)  # restored; no file touched, no mtime changed
+        if retry == "explicit-load":
+            time.sleep(0.5)
+            assert ready(port) == 503  # without a poll, nothing happens by itself
+            for name in ("zoo-mammal", "auto-mpg"):
+                assert json_request(f"127.0.0.1:{port}", "POST", f"/v2/repository/models/{name}/load") == (
+                    200,
+                    {},
+                )
+        wait_until(lambda: ready(port) == 200, what="served again after the permissions were restored")
+        assert infer_status(port, "zoo-mammal") == infer_status(port, "auto-mpg") == 200
+        if retry == "poll":
+            (models / "auto-mpg" / "1").chmod(0)  # while serving: the loaded copy serves on
+            wait_until(lambda: "reason" in index_rows(port)[("auto-mpg", "1")], what="the index says why")
+            assert index_rows(port)[("auto-mpg", "1")]["state"] == "READY"
+            assert infer_status(port, "auto-mpg") == 200 and ready(port) == 200
+            (models / "auto-mpg" / "1").chmod(0o755)
+            wait_until(
+                lambda: "reason" not in index_rows(port)[("auto-mpg", "1")], what="the file is read again"
+            )
+    finally:
+        for path, mode in locked:
+            path.chmod(mode)
+        process.terminate()
+        process.wait(10)

@@ -7,7 +7,11 @@ FUZZ_EXAMPLES sets the examples per property (CI: 150; `make fuzz`: 20000 and pr
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -21,7 +25,9 @@ from serve.grpc.codec import CONTENTS
 from serve.grpc.messages import METHODS, SERVICE, ModelInferRequest, ModelInferResponse
 from serve.server import Server
 from tests.conftest import quiet
-from tests.serving import running
+from tests.flood import flooding
+from tests.serving import free_port, proc_status, request, running, settled_fds, start_server
+from tests.versions import MODEL, publish_version, shifted
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 FUZZ = settings(
@@ -144,6 +150,30 @@ def test_fuzz_model_names(channel, name, version):
     assert code == "NOT_FOUND" or name in ("zoo-mammal", "auto-mpg", "zoo-multiclass")
 
 
+@FUZZ
+@given(
+    field=st.sampled_from(["model_name", "model_version", "input", "datatype", "output"]),
+    text=st.text(min_size=1, max_size=8).map(lambda t: t * 2500),  # up to 20,000 characters
+)
+def test_fuzz_long_client_strings_are_never_echoed_whole(channel, field, text):
+    """Whatever field a long string arrives in, the answer is a client's error whose message repeats
+    at most ~100 characters of it: a whole echo would not fit the client's metadata limit."""
+    request = ModelInferRequest(model_name=text if field == "model_name" else "zoo-mammal")
+    if field == "model_version":
+        request.model_version = text
+    tensor = request.inputs.add(
+        name=text if field == "input" else "features",
+        datatype=text if field == "datatype" else "FP32",
+        shape=[1, 16],
+    )
+    tensor.contents.fp32_contents.extend([0.0] * 16)
+    if field == "output":
+        request.outputs.add(name=text)
+    code, answer = call(channel, "ModelInfer", request.SerializeToString())
+    assert_answered(code, answer)
+    assert code != "OK" and len(answer) < 400, (code, len(answer))
+
+
 def rss_mb() -> float:
     status = Path("/proc/self/status").read_text().splitlines()
     return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
@@ -175,3 +205,92 @@ def test_fuzz_count_is_reported(channel, repository):
         f"({EXAMPLES} examples per property)"
     )
     assert COUNT["examples"] >= EXAMPLES
+
+
+# -- connections (issue 18) ---------------------------------------------------------------------------------
+def infer_call(channel) -> float:
+    """One ModelInfer of zoo-multiclass on `channel`; its seconds (fails unless answered OK)."""
+    request = ModelInferRequest(model_name="zoo-multiclass")
+    request.inputs.add(name="features", datatype="FP32", shape=[1, 16]).contents.fp32_contents.extend(
+        [0.0] * 16
+    )
+    start = time.monotonic()
+    channel.unary_unary(f"/{SERVICE}/ModelInfer")(request.SerializeToString(), timeout=5)
+    return time.monotonic() - start
+
+
+def http_seconds(port: int, path: str) -> tuple[int, float]:
+    start = time.monotonic()
+    status, _, _ = request(f"127.0.0.1:{port}", "GET", path)
+    return status, time.monotonic() - start
+
+
+@contextlib.contextmanager
+def descriptors_of(pid: int):
+    """The open file descriptors of process `pid`, sampled every 20 ms while the block runs."""
+    seen, stop = [], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            seen.append(proc_status(pid)[1])
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        sampler.join()
+
+
+def test_a_connection_flood_leaves_http_the_poll_and_open_channels_working(repository, tmp_path):
+    """600 idle connections (silent, preface only, idle channels) to the gRPC port of a server that may
+    open 300 file descriptors. Without a cap it runs out (EMFILE): HTTP health, the poll and gRPC calls
+    all fail. With it, the gRPC port holds (300 - 128) / 2 = 86 connections and closes the others at once;
+    those that never finish the HTTP/2 handshake are closed after --header-timeout-s (1 s), idle channels
+    after --idle-timeout-s (8 s). Meanwhile HTTP health, /metrics, a gRPC channel opened before the flood
+    and the repository poll all work."""
+    models = tmp_path / "models"
+    for name in ("auto-mpg", "zoo-multiclass"):
+        shutil.copytree(repository / name, models / name)
+    grpc_port = free_port()
+    flags = ["--grpc-port", str(grpc_port), "--poll-s", "0.2", "--header-timeout-s", "1"]
+    flags += ["--idle-timeout-s", "8"]
+    lines = []
+    process, port = start_server(models, *flags, nofile=300, lines=lines)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            infer_call(channel)
+            base = settled_fds(process.pid)
+            with flooding(grpc_port, 600) as flood, descriptors_of(process.pid) as seen:
+                started = time.monotonic()
+                time.sleep(1.0)  # the server accepts what it will
+                status, seconds = http_seconds(port, "/v2/health/ready")
+                assert status == 200 and seconds < 1.0
+                assert infer_call(channel) < 1.0
+                assert http_seconds(port, "/metrics")[0] == 200
+                while time.monotonic() < started + 1 + 2.5:  # the handshake timeout and a margin
+                    infer_call(channel)  # a call at least every idle timeout keeps the channel open
+                    time.sleep(0.2)
+                unfinished = flood.total("held silent") + flood.total("held preface")
+                assert unfinished == 0, f"handshakes never finished, still open: {flood.latest}"
+                publish_version(models, shifted((models / MODEL / "1" / "model.onnx").read_bytes(), 10.0))
+                deadline = time.monotonic() + 10
+                while not any("serving auto-mpg version(s) 2" in line for line in lines):
+                    assert time.monotonic() < deadline, f"the poll did not see version 2: {lines[-5:]}"
+                    infer_call(channel)
+                    time.sleep(0.2)
+                deadline = started + 8 + 6  # the idle timeout and a margin
+                while flood.total("closed_by_server") + flood.total("failed") < 600:
+                    assert time.monotonic() < deadline, f"the server keeps connections open: {flood.latest}"
+                    infer_call(channel)
+                    time.sleep(0.2)
+            held = max(seen) - base
+            assert held <= 86 + 4, f"the server held {held} more descriptors under the flood"
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            assert infer_call(channel) < 1.0  # a new client connects once the flood is gone
+        assert settled_fds(process.pid) <= base + 2
+    finally:
+        process.terminate()
+        process.wait(10)

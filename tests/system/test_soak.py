@@ -11,64 +11,19 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
 from serve.model import Model
-from tests.conftest import ROOT
-from tests.serving import free_port
+from tests.serving import free_port, proc_status, request, settled_fds, start_server
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "4"))
+FLOOD_CONNECTIONS = int(os.environ.get("FLOOD_CONNECTIONS", "2000"))  # `make soak`: 20,000
 MODEL = "auto-mpg"
 KINDS = ("json", "binary", "v1")  # valid requests; every fourth request is invalid
-
-
-def start_server(repository: Path, *flags: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "serve",
-            "serve",
-            "--repository",
-            str(repository),
-            "--port",
-            str(port),
-            *flags,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    for line in process.stdout:
-        if line.startswith(("ready", "NOT ready")):
-            return process, port
-    raise RuntimeError("server exited before it was ready")
-
-
-def proc_status(pid: int) -> tuple[float, int]:
-    """(RSS in MB, open file descriptors) of a process."""
-    status = Path(f"/proc/{pid}/status").read_text().splitlines()
-    rss = next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
-    return rss, len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def settled_fds(pid: int, timeout: float = 10.0) -> int:
-    """Open file descriptors once the count holds still for 0.5 s: a client's close returns before the
-    server has seen the EOF and closed its end, so an immediate count still holds the last connections."""
-    counts = [proc_status(pid)[1]]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and (len(counts) < 10 or len(set(counts[-10:])) > 1):
-        time.sleep(0.05)
-        counts.append(proc_status(pid)[1])
-    return counts[-1]
 
 
 def build_requests(runtime: Model, n: int = 256) -> list[tuple[str, bytes, dict, object]]:
@@ -281,3 +236,64 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits_0(repository):
     assert process.wait(10) == 0
     with pytest.raises(OSError):
         asyncio.run(asyncio.open_connection("127.0.0.1", port))  # no longer accepting
+
+
+def test_grpc_connection_flood_leaves_health_and_calls_answered_within_a_second(repository):
+    """FLOOD_CONNECTIONS idle gRPC connections (silent, preface only, idle channels; `make soak`: 20,000
+    from two processes, each raising its file descriptor limit as far as its hard limit allows), each one
+    the server closes opened again, for SOAK_SECONDS. Meanwhile a gRPC channel opened before the flood
+    and HTTP health on fresh connections answer within 1 s; the server's descriptors stay within its
+    connection cap and its memory bounded; a new gRPC client connects once the flood ends."""
+    from tests.flood import flooding, raise_fd_limit
+    from tests.system.test_grpc_hostile import infer_call
+
+    limit = raise_fd_limit()  # this process's own clients; the flood's processes raise theirs
+    grpc_port = free_port()
+    process, port = start_server(repository, "--grpc-port", str(grpc_port))
+    processes = max(1, -(-FLOOD_CONNECTIONS // 10_000))
+    grpc_seconds, http_seconds, statuses, server = [], [], collections.Counter(), []
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            infer_call(channel)
+            rss_start, fds_start = proc_status(process.pid)
+            with flooding(grpc_port, FLOOD_CONNECTIONS, processes, reopen=True) as flood:
+                opened = time.monotonic()
+                deadline = opened + max(SOAK_SECONDS, 4.0)
+                held = []  # sockets the clients have open (the server closed the others; reopened soon)
+                while time.monotonic() < deadline:
+                    held.append(flood.total("held"))
+                    grpc_seconds.append(infer_call(channel))
+                    start = time.monotonic()
+                    status, _, _ = request(f"127.0.0.1:{port}", "GET", "/v2/health/ready")
+                    http_seconds.append(time.monotonic() - start)
+                    statuses[status] += 1
+                    server.append(proc_status(process.pid))
+                    time.sleep(0.05)
+                counts = {key: flood.total(key) for key in ("opened", "closed_by_server", "reopened")}
+                seconds = time.monotonic() - opened
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            infer_call(channel)  # room again for a new client
+    finally:
+        process.terminate()
+        process.wait(10)
+    rss_peak, fds_peak = max(s[0] for s in server), max(s[1] for s in server)
+    kept = fds_peak - fds_start
+    p99 = {
+        name: np.percentile(values, 99) for name, values in (("grpc", grpc_seconds), ("http", http_seconds))
+    }
+    clients = f"{processes} client process(es), file descriptor limits {flood.limits} (this one: {limit})"
+    print(
+        f"\ngrpc flood: {FLOOD_CONNECTIONS:,} idle connections opened at once by {clients}; each one the "
+        f"server closed opened again: {counts['opened']:,} connections in {seconds:.0f} s, the clients "
+        f"holding a median of {int(np.median(held)):,} open ({max(held):,} at most); the server closed "
+        f"{counts['closed_by_server']:,} and kept at most {kept:,} (its cap: 1024). Answered meanwhile: "
+        f"{len(grpc_seconds)} gRPC infers, {sum(statuses.values())} HTTP health checks {dict(statuses)}; "
+        f"p99 {p99['grpc'] * 1000:.1f} and {p99['http'] * 1000:.1f} ms, max {max(grpc_seconds) * 1000:.0f} "
+        f"and {max(http_seconds) * 1000:.0f} ms; server RSS {rss_start:.0f} -> peak {rss_peak:.0f} MB"
+    )
+    assert counts["opened"] >= FLOOD_CONNECTIONS  # every connection of the flood was opened
+    assert kept >= min(FLOOD_CONNECTIONS, 1024) * 0.9  # the gRPC port was saturated
+    assert kept <= 1024 + 16  # and held no more than its cap
+    assert statuses == {200: len(http_seconds)}
+    assert max(grpc_seconds) < 1.0 and max(http_seconds) < 1.0
+    assert rss_peak - rss_start < 200  # MB: bounded by the cap, not by the flood

@@ -118,3 +118,14 @@ def test_probabilities_compare_by_absolute_tolerance_only():
     candidate = {"probabilities": [np.array([[0.0]], np.float32)]}  # onnxruntime's Sigmoid underflow
     (diff,) = parity.compare(reference, candidate, {"probabilities": np.float32})
     assert diff.passed and diff.max_rel == pytest.approx(1.0)
+
+
+def test_outputs_3e_5_apart_fail_the_cpu_tolerance_of_1e_5():
+    """The contract's CPU tolerance is 1e-5 (DESIGN §5): a difference of 3e-5 on values near 1 (relative
+    3e-5) fails, one of 5e-6 passes, and the report's minimum passing tolerance is the difference."""
+    reference = {"prediction": [np.linspace(0.5, 1.5, 64, dtype=np.float32).reshape(-1, 1)]}
+    for offset, passed in ((3e-5, False), (5e-6, True)):
+        candidate = {"prediction": [reference["prediction"][0] + np.float32(offset)]}
+        (diff,) = parity.compare(reference, candidate, {"prediction": np.float32})
+        assert diff.passed == passed, (offset, diff.problems)
+        np.testing.assert_allclose(diff.min_tolerance, offset, rtol=0.2)
