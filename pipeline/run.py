@@ -48,7 +48,8 @@ def train_run(
     log(f"{config.name}: {task_name} on {Path(config.data).name} → {config.target}{where}")
     log(describe(config))
     dataset = load_dataset(config, log, job)
-    config = dataclasses.replace(config, task=dataset.task)  # the run records the inferred task
+    # The run records what was inferred: the task, and how a CSV is written (batch prediction's default).
+    config = dataclasses.replace(config, task=dataset.task, **dataset.dialect)
     small_splits(dataset, config.cv, log)
     leaks = find_leaks(dataset, config.target, log)
     task = TASKS[config.task]

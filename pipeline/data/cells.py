@@ -59,7 +59,8 @@ class ColumnSummary:
     booleans: int = 0  # true / false / yes / no, any case
     text: int = 0  # anything else
     typed: str = ""  # Parquet: the kind its type says ("numeric", "date", "boolean"); "" for text
-    distinct: set | None = field(default_factory=set)  # the values, while every one differs; else None
+    distinct: set | None = field(default_factory=set)  # the values, while most differ (else None)
+    repeats: int = 0  # values seen before in the column
 
     @property
     def present(self) -> int:
@@ -93,7 +94,8 @@ class ColumnSummary:
 
     @property
     def unique(self) -> bool:
-        return self.distinct is not None
+        """A different value on every row."""
+        return self.distinct is not None and self.repeats == 0
 
 
 def clean_text(array: pa.Array, tokens_null: bool = False) -> pa.Array:
@@ -141,7 +143,8 @@ def count(summary: ColumnSummary, column: pa.Array) -> None:
     values = present.to_pylist()
     before = len(summary.distinct)
     summary.distinct.update(values)
-    if len(summary.distinct) < before + len(values):
+    summary.repeats += before + len(values) - len(summary.distinct)
+    if summary.repeats * 2 > summary.present:  # mostly repeated values: no kind of identifier
         summary.distinct = None
 
 

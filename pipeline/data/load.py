@@ -34,4 +34,6 @@ def load_dataset(config: RunConfig, log=print, job: Job = ALONE) -> SplitTable:
         log(f"{table.describe()} is larger than the memory budget ({budget / 2**20:,.0f} MB): streaming it")
         dataset = load_streamed(table, columns, config, budget, log, job)
     release_free_memory()
+    if table.format == "csv":
+        dataset.dialect = {"delimiter": table.delimiter, "decimal": table.decimal}
     return dataset

@@ -116,22 +116,26 @@ MIN_IDENTIFIER_ROWS = 10  # fewer values than this say nothing about a column be
 
 
 def identifier(name: str, summary: ColumnSummary, kind: str) -> str:
-    """Why the column looks like an identifier (empty when it does not): a different value on every row
-    of the first look, and text, or whole numbers forming a range (or named like an identifier)."""
-    if not summary.unique or summary.present < MIN_IDENTIFIER_ROWS:
+    """Why the column looks like an identifier (empty when it does not), from the first look at it: a
+    different text on every row; a different whole number on every row, forming a range; or whole
+    numbers, mostly different, under a name like an identifier's (a subject seen twice keeps its id)."""
+    if summary.distinct is None or summary.present < MIN_IDENTIFIER_ROWS:
         return ""
-    if kind == "text":
+    if kind == "text" and summary.unique:
         return f"has a different text on every row ({summary.present} looked at), like an identifier"
     if kind != "numeric" or summary.integers != summary.present:
         return ""
     values = sorted(int(v) for v in summary.distinct)
     low, high = values[0], values[-1]
-    if name == UNNAMED_INDEX and high - low + 1 == len(values) and low in (0, 1):
+    if summary.unique and name == UNNAMED_INDEX and high - low + 1 == len(values) and low in (0, 1):
         return "(the first, without a name) counts the rows: pandas' index or R's row numbers"
-    if high - low + 1 <= 2 * len(values):
+    if summary.unique and high - low + 1 <= 2 * len(values):
         return f"is a different whole number on every row ({low}..{high}), like an identifier"
     if ID_NAME.search(name):
-        return "is named like an identifier and holds a different whole number on every row"
+        return (
+            f"is named like an identifier and holds whole numbers, {len(values)} different ones in "
+            f"{summary.present} rows"
+        )
     return ""
 
 

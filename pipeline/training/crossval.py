@@ -54,9 +54,10 @@ def cross_validate(dataset, spec: ModelSpec, config: RunConfig, log, job) -> tup
     folds = fold_numbers(dataset.y[rows], config.cv, config.seed, dataset.plan.classifier)
     if np.bincount(folds, minlength=config.cv).min() < 1:
         raise PipelineError(f"--cv {config.cv}: only {len(rows)} training rows; use fewer folds")
-    scores, best_epochs = [], []
+    scores, best_epochs, sizes = [], [], []
     for k in range(config.cv):
         fold = view(dataset, rows[folds != k], rows[folds == k])
+        sizes.append([fold.rows["train"], fold.rows["val"]])
         torch.manual_seed(config.seed)
         model = TabularModel(spec)
         history = fit(model, fold, config, progress=False, log=lambda *_: None)
@@ -77,6 +78,12 @@ def cross_validate(dataset, spec: ModelSpec, config: RunConfig, log, job) -> tup
     )
     log(f"cross-validation over {config.cv} folds of {len(rows)} rows: {shown}")
     log(f"final fit: all {len(rows)} training rows for {epochs} epochs (the folds' median best epoch)")
-    report = {"folds": config.cv, "rows": len(rows), "metrics": metrics, "best_epochs": best_epochs}
+    report = {
+        "folds": config.cv,
+        "rows": len(rows),
+        "metrics": metrics,
+        "best_epochs": best_epochs,
+        "sizes": sizes,  # per fold: [training rows, scored rows]
+    }
     final = dataclasses.replace(config, epochs=epochs, patience=epochs)
     return report, view(dataset, rows, dataset.splits["val"]), final

@@ -30,8 +30,9 @@ def floor_div(a: torch.Tensor, b: float) -> torch.Tensor:
     return torch.floor(a / b)
 
 
-def civil_from_days(days: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(year, month 1..12, day of year 0..365) of whole days since 1970-01-01 (float64, exact)."""
+def civil_from_days(days: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(year, month 1..12, day of year 0..365, 1 in a leap year else 0) of whole days since 1970-01-01
+    (float64, exact)."""
     z = days + 719468.0  # days since 0000-03-01
     era = floor_div(z, 146097.0)
     doe = z - era * 146097.0  # day of the era, 0..146096
@@ -44,7 +45,7 @@ def civil_from_days(days: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     leap = is_multiple(year, 4.0) - is_multiple(year, 100.0) + is_multiple(year, 400.0)
     # Days from January 1: March 1 is day 59 (60 in a leap year); January and February come before.
     day_of_year = torch.where(january_or_february > 0, doy_march - 306.0, doy_march + 59.0 + leap)
-    return year, month, day_of_year
+    return year, month, day_of_year, leap
 
 
 def is_multiple(values: torch.Tensor, of: float) -> torch.Tensor:
@@ -69,9 +70,8 @@ class DateFeatures(nn.Module):
         present = ~torch.isnan(seconds)
         seconds = torch.where(present, seconds, 0.0)
         days = floor_div(seconds, SECONDS_PER_DAY)
-        year, month, day_of_year = civil_from_days(days)
+        year, month, day_of_year, leap = civil_from_days(days)
         weekday = days + 3.0 - floor_div(days + 3.0, 7.0) * 7.0  # Monday 0 (1970-01-01 was a Thursday)
-        leap = is_multiple(year, 4.0) - is_multiple(year, 100.0) + is_multiple(year, 400.0)
         turns = [
             (month - 1.0) / 12.0,
             weekday / 7.0,

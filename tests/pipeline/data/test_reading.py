@@ -19,7 +19,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from contract.features import date_seconds
 from pipeline.config import RunConfig
 from pipeline.data.load import load_dataset
 from pipeline.errors import PipelineError
@@ -124,6 +123,20 @@ def test_text_with_one_value_per_row_and_parquet_integer_ids_are_identifiers(tmp
     data, said = read(str(parquet))
     assert [f.name for f in data.features] == ["fare"]
     assert any("column 'PassengerId' is named like an identifier" in s for s in said)
+    # A subject tested twice keeps its id: still an identifier by its name, not a feature.
+    subjects = np.concatenate([shuffled[:45], shuffled[:15]]) * 1000 + 7
+    pq.write_table(
+        pa.table({"subject_id": subjects, "fare": table["fare"], "survived": table["survived"]}), parquet
+    )
+    data, said = read(str(parquet))
+    assert [f.name for f in data.features] == ["fare"]
+    assert any(
+        "column 'subject_id' is named like an identifier and holds whole numbers, 45 different" in s
+        for s in said
+    )
+    code = pa.table({"code": subjects, "fare": table["fare"], "survived": table["survived"]})
+    pq.write_table(code, parquet)  # the same numbers under another name: a feature
+    assert [f.name for f in read(str(parquet))[0].features] == ["code", "fare"]
 
 
 @pytest.mark.parametrize("writer", ["pandas", "R"])
@@ -149,6 +162,8 @@ def weather(n: int = 120) -> dict:
 
 
 def test_iso_dates_in_csv_and_parquet_dates_and_timestamps_are_one_date_feature(tmp_path):
+    from contract.features import date_seconds  # (here: the rest of the module runs on older code too)
+
     columns = weather()
     data, said = read(pandas_csv(tmp_path / "weather.csv", columns, index=False))
     assert [(f.name, f.kind) for f in data.features] == [("date", "date"), ("temp", "numeric")]
@@ -216,6 +231,7 @@ def test_decimal_commas_are_detected_in_a_semicolon_table_and_said(tmp_path):
         ("colour", "categorical"),
     ]
     assert 50 < data.features[0].mean < 90  # 70,12 read as 70.12
+    assert data.dialect == {"delimiter": ";", "decimal": ","}  # recorded in the run, for batch prediction
     assert any(
         "with decimal commas: column 'weight' holds numbers like 3,75 (override with --decimal .)" in s
         for s in said
@@ -285,6 +301,9 @@ def test_a_small_table_warns_that_its_metrics_are_unstable_and_cv_gives_mean_and
     report = train_run(config(path, epochs=20, cv=4), tmp_path / "runs", False, said.append)
     cv, training = report["cv"], rows["train"] + rows["val"]
     assert cv["folds"] == 4 and cv["rows"] == training and len(cv["best_epochs"]) == 4
+    scored = [val for _, val in cv["sizes"]]  # every row scored once, by a model that never trained on it
+    assert sum(scored) == training and all(train + val == training for train, val in cv["sizes"])
+    assert max(scored) - min(scored) <= 1
     accuracy = cv["metrics"]["accuracy"]
     assert len(accuracy["folds"]) == 4 and accuracy["mean"] == pytest.approx(np.mean(accuracy["folds"]))
     assert accuracy["sd"] == pytest.approx(np.std(accuracy["folds"], ddof=1))
