@@ -74,10 +74,10 @@ test-gpu: install
 
 # The reliability checks at full size (make test runs them at a CI-friendly size).
 fuzz: install
-	FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -s tests/test_hostile.py tests/test_grpc_hostile.py tests/system/test_faults.py -k "fuzz"
+	FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -s tests/system/test_hostile.py tests/system/test_grpc_hostile.py tests/system/test_faults.py -k "fuzz"
 
 soak: install
-	SOAK_SECONDS=60 FAULT_KILLS=20 $(PY) -m pytest -q -s tests/test_soak.py tests/system/test_faults.py -k "not fuzz"
+	SOAK_SECONDS=60 FAULT_KILLS=20 $(PY) -m pytest -q -s tests/system/test_soak.py tests/system/test_faults.py -k "not fuzz"
 
 # Plants each known bug alone in a temporary copy and checks that its tests fail (README: "Planted bugs").
 mutants: install
@@ -88,12 +88,12 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
 
-# After editing serve/proto/grpc_service.proto: rebuild the descriptor the runtime loads. grpcio-tools is
+# After editing serve/grpc/proto/grpc_service.proto: rebuild the descriptor the runtime loads. grpcio-tools is
 # installed here only (<1.77: later releases need protobuf 7, tritonclient's generated code protobuf 6).
 proto: install
 	$(PY) -m pip install --quiet "grpcio-tools>=1.62,<1.77"
-	$(PY) -m grpc_tools.protoc -I serve/proto --descriptor_set_out=serve/proto/grpc_service.pb \
-		serve/proto/grpc_service.proto
+	$(PY) -m grpc_tools.protoc -I serve/grpc/proto --descriptor_set_out=serve/grpc/proto/grpc_service.pb \
+		serve/grpc/proto/grpc_service.proto
 
 clean:
 	rm -rf $(RUNS) $(REPOSITORY) .pytest_cache .ruff_cache

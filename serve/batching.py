@@ -20,7 +20,7 @@ from serve.errors import QueueFull
 from serve.model import Model
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BatchingConfig:
     enabled: bool = True  # merge concurrent requests
     max_batch_rows: int = 1024  # rows per onnxruntime call, at most (a larger request runs alone)

@@ -1,7 +1,8 @@
-"""What both transports do, in one place: health, metadata, the repository index and model control, and
-the served versions whose batching queues run inference. serve/app.py (HTTP) and serve/grpc_server.py
-(gRPC) only turn their wire formats into these calls and back (with the shared checks of
-serve/protocol.py) and map the named errors of serve/errors.py to their own status codes.
+"""What both transports do, in one place: health, server and model metadata (V2, and V1's body), the
+repository index and model control, inference through the served versions' batching queues, and the
+request metrics. serve/http/ and serve/grpc/ only turn their wire formats into these calls and back
+(with the shared checks of serve/request.py) and map the named errors of serve/errors.py to their own
+status codes; serve/server.py builds one DataPlane and hands it to both.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import numpy as np
+
+from contract.repository import PLATFORM
 from serve.config import ServerConfig
 from serve.errors import BadRequest, ServeError, Unavailable
 from serve.lifecycle import Lifecycle
@@ -18,7 +22,6 @@ from serve.repository import Repository, Served
 SERVER_NAME = "tabular-deploy"
 SERVER_VERSION = "0.1.0"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
-PLATFORM = "onnxruntime_onnx"
 METRICS_REFRESH_S = 0.25
 
 
@@ -92,6 +95,32 @@ class DataPlane:
             "inputs": manifest["inputs"],
             "outputs": manifest["outputs"],
         }
+
+    def v1_metadata(self, name: str) -> dict:
+        """KServe V1's model metadata: the default version, its task, feature and output names."""
+        model = self.served(name).model
+        manifest = model.manifest
+        return {
+            "name": model.name,
+            "ready": True,
+            "version": model.version,
+            "task": manifest["task"],
+            "features": [f["name"] for f in model.features],
+            "class_names": manifest["class_names"],
+            "target_names": manifest["target_names"],
+        }
+
+    # -- inference ---------------------------------------------------------------------------------------
+    async def infer(self, served: Served, features: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of `served` for checked features, through its batching queue."""
+        return await served.batcher.submit(features)
+
+    def record(self, model: str, endpoint: str, status: int, seconds: float) -> None:
+        """Count one request of either transport; a model name that is not in the repository is counted
+        as "(unknown)", so clients, who choose names freely, cannot grow the label set."""
+        if model and model not in self.repository.states:
+            model = "(unknown)"
+        self.metrics.record(model, endpoint, status, seconds)
 
     # -- the repository --------------------------------------------------------------------------------
     def index(self, ready_only: bool = False) -> list[dict]:

@@ -1,73 +1,76 @@
-"""The runtime model: one exported model directory, `load()` once, then `predict()` many times.
+"""The runtime model: one version of an exported model, built complete by `Model.load`, then `predict()`
+as often as needed.
 
-`load()` reads manifest.json, checks the sha256 of the version's model.onnx against it (the newest
-version by default; an older one kept by `--keep-versions` against the manifest's "versions" record),
-opens one onnxruntime session from exactly the bytes it checked, and checks the graph's inputs and
-outputs against the manifest before setting `ready`. `predict()` takes a float32 feature matrix;
-`encode_rows()` turns rows of named (or ordered) raw values into that matrix with the manifest's feature
-order and category codes; `describe()` turns outputs into class names and probabilities, or named values.
+`Model.load(directory)` reads manifest.json and the version's model.onnx (serve.store; the newest version
+by default, an older one kept by `--keep-versions` when asked for), checks the file's sha256 against the
+manifest, opens one onnxruntime session from exactly the bytes it checked and checks the graph's inputs
+and outputs against the manifest; anything wrong is a ModelLoadError and no model. `predict()` takes a
+float32 feature matrix; `encode_rows()` turns rows of named (or ordered) raw values into that matrix with
+the manifest's feature order and category codes; `describe()` turns outputs into class names and
+probabilities, or named values.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from contract.errors import ContractError
+from contract.features import is_missing
+from contract.repository import INPUT_NAME, MANIFEST, MODEL_FILE, expected_sha256
 from serve.errors import BadRequest, ModelLoadError
+from serve.store import check_graph, read_version
 
-INPUT_NAME = "features"
-ORT_TYPES = {"tensor(float)": "FP32", "tensor(int64)": "INT64"}
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-MISSING = {"", "na", "nan", "n/a", "?", "null", "none"}  # text cells that mean "missing" (lower-cased)
 
 
 class Model:
-    def __init__(self, directory: Path, threads: int = 1, version: int | None = None):
-        self.directory = Path(directory)
-        self.name = self.directory.name
-        self.threads = threads  # onnxruntime intra-op threads; 1 suits these small graphs best
-        self.requested = version  # the version to load; None: the newest published (manifest.json's)
-        self.ready = False
-        self.session: ort.InferenceSession | None = None
-        self.manifest: dict = {}
+    def __init__(self, *, name: str, version: str, manifest: dict, session: ort.InferenceSession):
+        """A model from a session already checked against its manifest (see `load`). A manifest that
+        does not describe a model raises ModelLoadError, or KeyError, TypeError, IndexError, ValueError."""
+        self.name, self.version = name, version
+        self.manifest, self.session = manifest, session
+        self.features: list[dict] = manifest["features"]  # in the graph's input order
+        self.feature_index = {f["name"]: j for j, f in enumerate(self.features)}
+        self.category_codes = [dict(zip(f["labels"], f["categories"])) for f in self.features]
+        self.outputs: dict[str, dict] = {o["name"]: o for o in manifest["outputs"]}
+        self.output_names = list(self.outputs)
+        if len(self.features) != manifest["inputs"][0]["shape"][1]:
+            raise ModelLoadError(f"{MANIFEST} features do not match the input width")
 
-    # -- lifecycle ---------------------------------------------------------------------------------
-    def load(self) -> Model:
-        manifest, version, blob = read_version(self.directory, self.requested)
-        if hashlib.sha256(blob).hexdigest() != expected_sha256(manifest, version):
+    @classmethod
+    def load(cls, directory: Path | str, threads: int = 1, version: int | None = None) -> Model:
+        """Version `version` of the model in `directory` (None: the newest published, manifest.json's),
+        verified; `threads` onnxruntime intra-op threads (1 suits these small graphs best)."""
+        directory = Path(directory)
+        manifest, number, blob = read_version(directory, version)
+        try:
+            expected = expected_sha256(manifest, number)
+        except ContractError as exc:
+            raise ModelLoadError(str(exc)) from None
+        if hashlib.sha256(blob).hexdigest() != expected:
             raise ModelLoadError(
-                f"{version}/model.onnx does not match the sha256 in manifest.json "
+                f"{number}/{MODEL_FILE} does not match the sha256 in {MANIFEST} "
                 "(changed or corrupted on disk)"
             )
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         try:
             session = ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's own exception types
             raise ModelLoadError(
-                f"onnxruntime refused {version}/model.onnx: {str(exc).splitlines()[0]}"
+                f"onnxruntime refused {number}/{MODEL_FILE}: {str(exc).splitlines()[0]}"
             ) from None
         try:
             check_graph(session, manifest)
-            self.features = manifest["features"]
-            self.feature_index = {f["name"]: j for j, f in enumerate(self.features)}
-            self.category_codes = [dict(zip(f["labels"], f["categories"])) for f in self.features]
-            self.outputs = {o["name"]: o for o in manifest["outputs"]}
-            if len(self.features) != manifest["inputs"][0]["shape"][1]:
-                raise ModelLoadError("manifest.json features do not match the input width")
+            return cls(name=directory.name, version=str(number), manifest=manifest, session=session)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise ModelLoadError(f"manifest.json is not valid: {exc!r}") from None
-        self.manifest, self.session, self.version = manifest, session, str(version)
-        self.output_names = list(self.outputs)
-        self.ready = True
-        return self
+            raise ModelLoadError(f"{MANIFEST} is not valid: {exc!r}") from None
 
     # -- inference ---------------------------------------------------------------------------------
     @property
@@ -121,7 +124,7 @@ class Model:
 
     def encode_value(self, j: int, value, row: int) -> float:
         feature = self.features[j]
-        if value is None or (isinstance(value, str) and value.strip().lower() in MISSING):
+        if value is None or (isinstance(value, str) and is_missing(value)):
             return math.nan
         if isinstance(value, str) and feature["kind"] == "categorical":
             code = self.category_codes[j].get(value.strip())
@@ -150,83 +153,6 @@ class Model:
             {"label": classes[int(label)], "probabilities": dict(zip(classes, map(float, p)))}
             for label, p in zip(outputs["label"], probabilities)
         ]
-
-
-def read_version(directory: Path, version: int | None) -> tuple[dict, int, bytes]:
-    """manifest.json and <version>/model.onnx, both read from one and the same model directory.
-
-    A publication swaps the whole directory at once (renameat2, pipeline/files.py), and the old one is
-    deleted right after: reading both files through one open handle of the directory never mixes two
-    publications, and a read that loses the old directory's files mid-way starts over on the new one."""
-    for attempt in range(3):
-        try:
-            handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            raise ModelLoadError(f"cannot open the model directory: {exc.strerror}") from None
-        try:
-            manifest = json.loads(read_at(handle, "manifest.json"))
-            number = int(manifest["version"]) if version is None else version
-            return manifest, number, read_at(handle, f"{number}/model.onnx")
-        except FileNotFoundError as exc:
-            if attempt < 2 and swapped(directory, handle):
-                continue
-            raise ModelLoadError(f"missing {exc.filename}") from None
-        except OSError as exc:
-            raise ModelLoadError(f"cannot read {exc.filename}: {exc.strerror}") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"manifest.json is not valid: {exc!r}") from None
-        finally:
-            os.close(handle)
-    raise ModelLoadError("the model directory kept changing while it was read")
-
-
-def read_at(directory_handle: int, relative: str) -> bytes:
-    try:
-        fd = os.open(relative, os.O_RDONLY, dir_fd=directory_handle)
-    except OSError as exc:
-        exc.filename = relative
-        raise
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
-
-
-def swapped(directory: Path, handle: int) -> bool:
-    try:
-        return os.stat(directory).st_ino != os.fstat(handle).st_ino
-    except FileNotFoundError:
-        return True
-
-
-def expected_sha256(manifest: dict, version: int) -> str | None:
-    """The sha256 manifest.json records for `version`: its own for the newest, else from "versions"."""
-    if str(version) == str(manifest.get("version")):
-        return manifest.get("sha256")
-    recorded = manifest.get("versions")
-    entry = recorded.get(str(version)) if isinstance(recorded, dict) else None
-    if not isinstance(entry, dict) or "sha256" not in entry:
-        raise ModelLoadError(f"manifest.json records no sha256 for version {version}")
-    return entry["sha256"]
-
-
-def check_graph(session: ort.InferenceSession, manifest: dict) -> None:
-    """The graph's inputs and outputs must be the manifest's: names, datatypes, shapes."""
-
-    def specs(values):
-        return [
-            {
-                "name": v.name,
-                "datatype": ORT_TYPES.get(v.type, v.type),
-                "shape": [d if isinstance(d, int) else -1 for d in v.shape],
-            }
-            for v in values
-        ]
-
-    for side, actual in (("inputs", specs(session.get_inputs())), ("outputs", specs(session.get_outputs()))):
-        declared = [{k: t[k] for k in ("name", "datatype", "shape")} for t in manifest.get(side, [])]
-        if actual != declared:
-            raise ModelLoadError(f"graph {side} {actual} do not match manifest.json {declared}")
-    if [i["name"] for i in manifest["inputs"]] != [INPUT_NAME]:
-        raise ModelLoadError(f"expected one input named {INPUT_NAME!r}")
 
 
 def has_infinity(features: np.ndarray) -> bool:

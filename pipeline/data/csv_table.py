@@ -57,6 +57,7 @@ class ByteRange(io.RawIOBase):
     """Bytes [start, stop) of a file, as a readable stream."""
 
     def __init__(self, path: Path, start: int, stop: int):
+        self.path = path
         self.file = path.open("rb")
         self.file.seek(start)
         self.left = stop - start
@@ -81,7 +82,9 @@ class CsvTable:
     def __init__(self, files: list[Path], root: Path | None, delimiter: str = "", decimal: str = ""):
         self.files = files
         self.notes: list[str] = []  # how the table was found to be written, said once by the schema step
-        self.delimiter = delimiter or self.sniff(files[0])
+        # Each file's separator: the one given, else sniffed from its header (a folder may hold .csv and .tsv)
+        self.delimiters = {path: delimiter or self.sniff(path) for path in files}
+        self.delimiter = self.delimiters[files[0]]
         self.decimal = decimal or "."  # may become "," once the values are seen (`summarize`)
         self.decimal_given = bool(decimal)
         self.grouped: set[str] = set()  # columns of numbers with thousands separators (3,750)
@@ -103,11 +106,9 @@ class CsvTable:
         line = head_bytes(path, 1 << 16).decode("utf-8", "replace").lstrip("\ufeff").splitlines()[:1]
         default = default_delimiter(path)
         delimiter = sniff_delimiter(line[0] if line else "", default)
-        if delimiter != default:
-            self.notes.append(
-                f"read {path.name} with {delimiter_name(delimiter)} separators, sniffed from its header "
-                "(set --delimiter to change)"
-            )
+        note = f"with {delimiter_name(delimiter)} separators, sniffed from its header (--delimiter sets it)"
+        if delimiter != default and not any(n.endswith(note) for n in self.notes):  # said once per table
+            self.notes.append(f"read {path.name} {note}")
         return delimiter
 
     def describe(self) -> str:
@@ -126,7 +127,7 @@ class CsvTable:
             reader = pa_csv.open_csv(
                 path,
                 read_options=pa_csv.ReadOptions(use_threads=False, block_size=1 << 16),
-                parse_options=pa_csv.ParseOptions(delimiter=self.delimiter),
+                parse_options=pa_csv.ParseOptions(delimiter=self.delimiters[path]),
                 convert_options=pa_csv.ConvertOptions(include_columns=[]),
             )
         except pa.ArrowInvalid as exc:
@@ -147,7 +148,7 @@ class CsvTable:
         """pyarrow's streaming reader; single-threaded, so parse errors carry the row. `names`: the
         column names of a source without its header line (a whole file's header line is replaced by the
         checked names: stripped, the unnamed first column named)."""
-        path = source if isinstance(source, Path) else Path(getattr(source, "name", "csv"))
+        path = source if isinstance(source, Path) else source.path
         try:
             return pa_csv.open_csv(
                 source,
@@ -157,7 +158,7 @@ class CsvTable:
                     column_names=names or self.header_names,
                     skip_rows=0 if names else 1,
                 ),
-                parse_options=pa_csv.ParseOptions(delimiter=self.delimiter),
+                parse_options=pa_csv.ParseOptions(delimiter=self.delimiters[path]),
                 convert_options=pa_csv.ConvertOptions(
                     column_types=types,
                     include_columns=include,

@@ -1,7 +1,7 @@
 """Batch prediction with an exported model: a table in, one prediction per row out, onnxruntime only.
 
-The input is CSV or Parquet (a file, a directory with hive partitions, or a glob; `serve.predict.tables`); the
-output is CSV or Parquet by its extension, or CSV on standard output. Rows stream through in record
+The input is CSV or Parquet (a file, a directory with hive partitions, or a glob; `serve.predict.tables`);
+the output is CSV or Parquet by its extension, or CSV on standard output. Rows stream through in record
 batches, read → encode (`serve.predict.encoding`) → one onnxruntime call → write, so memory stays bounded
 whatever the row count. The output holds the --keep columns first, then `label` and one `p_<class>`
 column per class (classifiers) or `predicted_<target>` (regression). A file is written beside its
@@ -51,7 +51,7 @@ def predict_table(
     if out is not None and not out.parent.is_dir():
         raise PredictError(f"cannot write {out}: no directory {out.parent}")
     try:
-        model = Model(Path(model_dir), threads=threads or default_threads()).load()
+        model = Model.load(model_dir, threads=threads or default_threads())
     except ModelLoadError as exc:
         raise PredictError(f"cannot load {model_dir}: {exc}") from None
     keep = list(keep)

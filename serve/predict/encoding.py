@@ -19,8 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from contract.features import MISSING
 from serve.errors import BadRequest
-from serve.model import MISSING, Model
+from serve.model import Model
 
 MISSING_TOKENS = pa.array(sorted(MISSING))
 SEEN_LIMIT = (

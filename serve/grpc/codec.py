@@ -1,7 +1,7 @@
-"""ModelInfer over gRPC: a ModelInferRequest → the same checked InferRequest that HTTP's `decode_v2`
-makes, and results → ModelInferResponse bytes. The checks and their messages are serve/protocol.py's
-(input name, datatype, shape, rows, FP32 exactness, ±Inf, outputs), so the two transports refuse the same
-input with the same words.
+"""ModelInfer over gRPC: a ModelInferRequest → the same checked InferRequest that HTTP's codec makes,
+and results → ModelInferResponse bytes. The checks and their messages are serve/request.py's (input
+name, datatype, shape, rows, FP32 exactness, outputs) and the model's (±Inf), so the two transports
+refuse the same input with the same words.
 
 Values arrive as typed `contents` (fp32_contents, int64_contents, ... by Triton's datatype rule) or as
 little-endian bytes in `raw_input_contents` (what tritonclient sends). The answer comes in kind:
@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from contract.repository import INPUT_NAME
 from serve.errors import BadRequest
-from serve.grpc_messages import ModelInferResponse
-from serve.model import INPUT_NAME, Model
-from serve.protocol import V2_NUMPY, InferRequest, check_input, check_shape, select_outputs, to_float32
+from serve.grpc.messages import ModelInferResponse
+from serve.model import Model
+from serve.request import V2_NUMPY, InferRequest, check_input, check_shape, select_outputs, to_float32
 
 CONTENTS = {  # datatype → the InferTensorContents field that carries it; FP16 has none (raw only)
     "BOOL": "bool_contents",
@@ -71,7 +72,9 @@ def decode_infer(request, model: Model, max_rows: int) -> InferRequest:
         values = np.fromiter(data, dtype=FIELD_DTYPES[field], count=count)
     features = model.check_features(to_float32(values, datatype).reshape(rows, width))
     outputs = select_outputs(model, [o.name for o in request.outputs])
-    return InferRequest(request.id or None, features, outputs, dict.fromkeys(outputs, bool(raw)))
+    return InferRequest(
+        id=request.id or None, features=features, outputs=outputs, binary=dict.fromkeys(outputs, bool(raw))
+    )
 
 
 def encode_infer(model: Model, request: InferRequest, results: dict[str, np.ndarray]) -> bytes:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +20,7 @@ from pipeline.config import builtin_config, builtin_names
 from serve.model import Model
 from serve.predict import PredictError, predict_table, tables
 from serve.predict.encoding import BatchEncoder, CellError
-from tests.conftest import ROOT, run_cli
+from tests.conftest import run_cli
 
 AUTO_MPG = builtin_config("auto-mpg").data
 
@@ -45,7 +42,7 @@ def write_rows(path, header, rows, **dialect) -> Path:
 def expected_columns(model_dir, rows: list[dict]) -> dict[str, list]:
     """The runtime's answer for named raw rows, as the output's columns (label + p_<class>, or
     predicted_<target>), through `encode_rows`, `predict` and `describe`."""
-    runtime = Model(model_dir).load()
+    runtime = Model.load(model_dir)
     described = runtime.describe(runtime.predict(runtime.encode_rows(rows)))
     if "prediction" in runtime.outputs:
         return {f"predicted_{t}": [d[t] for d in described] for t in runtime.manifest["target_names"]}
@@ -56,7 +53,7 @@ def expected_columns(model_dir, rows: list[dict]) -> dict[str, list]:
 
 
 def feature_rows(model_dir, header, rows) -> list[dict]:
-    names = {f["name"] for f in Model(model_dir).load().features}
+    names = {f["name"] for f in Model.load(model_dir).features}
     return [{k: v for k, v in zip(header, row) if k in names} for row in rows]
 
 
@@ -139,7 +136,7 @@ TRICKY_CATEGORIES = ["red", " red ", "RED", "pink", "3", " 2.0 ", "", "na", "Non
 
 
 def tricky_rows(model_dir) -> tuple[list[str], list[list[str]]]:
-    runtime = Model(model_dir).load()
+    runtime = Model.load(model_dir)
     header = [f["name"] for f in runtime.features]
     rows = []
     for i in range(len(TRICKY_NUMBERS)):
@@ -156,7 +153,7 @@ def tricky_rows(model_dir) -> tuple[list[str], list[list[str]]]:
 
 def test_encoding_equals_encode_rows_on_tricky_cells(synthetic_model):
     header, rows = tricky_rows(synthetic_model)
-    runtime = Model(synthetic_model).load()
+    runtime = Model.load(synthetic_model)
     batch = pa.RecordBatch.from_pydict({name: [row[j] for row in rows] for j, name in enumerate(header)})
     expected = runtime.encode_rows([dict(zip(header, row)) for row in rows])
     assert_array_equal(BatchEncoder(runtime).encode(batch), expected)
@@ -207,6 +204,29 @@ def test_a_glob_of_csv_files_is_one_table(repository, tmp_path):
     assert_same_predictions(written, expected)
 
 
+def test_the_files_read_are_those_training_reads(repository, tmp_path):
+    """contract.tables' rule, the one training reads `--data` by: a folder skips .txt files and names
+    starting with . or _ (at any depth), a glob skips such names too, and a file named explicitly is read
+    as CSV whatever its suffix."""
+    header, rows = with_ids(*read_rows(AUTO_MPG))
+    folder = tmp_path / "cars"
+    (folder / "_temporary").mkdir(parents=True)
+    write_rows(folder / "part-0.csv", header, rows[:100])
+    write_rows(folder / "notes.txt", header, rows[100:110])  # more often a README than data
+    write_rows(folder / ".part-1.csv", header, rows[110:120])  # an interrupted write
+    write_rows(folder / "_part-2.csv", header, rows[120:130])
+    write_rows(folder / "_temporary" / "part-3.csv", header, rows[130:140])
+    explicit = write_rows(tmp_path / "cars.data", header, rows[:100])
+    model = repository / "auto-mpg"
+    expected = expected_columns(model, feature_rows(model, header, rows[:100]))
+    for data in (folder, str(folder / "*.csv"), explicit):
+        out = tmp_path / "out.csv"
+        assert predict_table(model, data, out, keep=["id"]) == 100, data
+        written = read_output(out)
+        assert written["id"] == list(range(100)), data
+        assert_same_predictions(written, expected)
+
+
 def test_a_hive_partitioned_parquet_directory_is_one_table(repository, tmp_path):
     header, rows = with_ids(*read_rows(AUTO_MPG))
     origin = header.index("origin")
@@ -236,7 +256,7 @@ def test_keep_columns_come_first_and_parquet_output_round_trips(repository, tmp_
     predict_table(repository / "zoo-multiclass", source, as_csv, keep=["animal_name", "legs"])
     predict_table(repository / "zoo-multiclass", source, as_parquet, keep=["animal_name", "legs"])
     table = pq.read_table(as_parquet)
-    classes = Model(repository / "zoo-multiclass").load().manifest["class_names"]
+    classes = Model.load(repository / "zoo-multiclass").manifest["class_names"]
     assert table.column_names == ["animal_name", "legs", "label", *(f"p_{c}" for c in classes)]
     assert all(table.schema.field(f"p_{c}").type == pa.float32() for c in classes)
     written = table.to_pydict()
@@ -293,7 +313,6 @@ def bad_tables(tmp_path: Path) -> dict[str, str]:
         "fields": variant("fields.csv", lambda r: r[4].append("extra")),
         "missing": str(missing),
         "parquet": str(text_parquet),
-        "extension": str(write_rows(tmp_path / "cars.xlsx", header, rows)),
         "nothing": str(tmp_path / "no-such-file.csv"),
     }
 
@@ -306,8 +325,7 @@ def bad_tables(tmp_path: Path) -> dict[str, str]:
         ("fields", "out.csv", "fields.csv line 6: 10 fields where the header has 9"),
         ("missing", "out.csv", "missing.csv lacks column(s) weight"),
         ("parquet", "out.parquet", "text.parquet row 7: column 'weight': 'heavy' is not a number"),
-        ("extension", "out.csv", "cars.xlsx: not a table file"),
-        ("nothing", "out.csv", "no such file, directory or glob match"),
+        ("nothing", "out.csv", "no such file: "),
         ("model", "out.csv", "cannot load"),
         ("output", "out.json", "out.json: the output must end in .csv or .parquet"),
     ],
@@ -351,7 +369,7 @@ def test_a_categorical_cell_beyond_fp32_names_its_row(synthetic_model):
     rows[3][header.index("city")] = "1e39"
     batch = pa.RecordBatch.from_pydict({name: [row[j] for row in rows] for j, name in enumerate(header)})
     with pytest.raises(CellError) as error:
-        BatchEncoder(Model(synthetic_model).load()).encode(batch)
+        BatchEncoder(Model.load(synthetic_model)).encode(batch)
     assert (error.value.row, error.value.column) == (3, "city") and "'1e39' is infinite" in str(error.value)
 
 
@@ -371,41 +389,3 @@ def test_without_pyarrow_predict_says_how_to_install_it(repository, tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: batch prediction needs pyarrow: pip install 'tabular-deploy[batch]' (or make install)"
     ]
-
-
-SERVE_WITHOUT_PYARROW = """
-import json, socket, sys, threading, time, urllib.request
-import uvicorn
-import serve.__main__
-from serve.app import App, ServerConfig
-with socket.socket() as s:  # gRPC on too, on a free port
-    s.bind(("127.0.0.1", 0))
-    grpc_port = s.getsockname()[1]
-app = App(ServerConfig(repository=sys.argv[1], grpc_port=grpc_port), log=lambda line: None)
-server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-thread = threading.Thread(target=server.run, daemon=True)
-thread.start()
-while not server.started or app.repository.loading:
-    time.sleep(0.01)
-port = server.servers[0].sockets[0].getsockname()[1]
-body = json.dumps({"instances": [{"cylinders": 4}]}).encode()
-answer = urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/auto-mpg:predict", body).read()
-loaded = sorted(m for m in sys.modules if m.split(".")[0] == "pyarrow")
-print(json.dumps({"answer": json.loads(answer), "pyarrow": loaded}))
-server.should_exit = True
-thread.join(10)
-"""
-
-
-def test_the_server_never_imports_pyarrow(repository):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-c", SERVE_WITHOUT_PYARROW, str(repository)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["pyarrow"] == [] and "mpg" in report["answer"]["predictions"][0]

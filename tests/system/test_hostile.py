@@ -18,9 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serve.app import App, ServerConfig
 from serve.batching import BatchingConfig
+from serve.config import ServerConfig
+from serve.dataplane import DataPlane
+from serve.http.app import App
 from serve.model import Model
+from serve.server import Server
 from tests.conftest import quiet
 from tests.serving import json_request, running
 
@@ -44,8 +47,9 @@ class InProcess:
             max_rows=4096,
             batching=BatchingConfig(max_delay_us=0),
         )
-        self.app = App(config, log=quiet)
-        self.app.load()
+        dataplane = DataPlane(config, log=quiet)
+        dataplane.load()
+        self.app = App(dataplane)
         self.loop = asyncio.new_event_loop()
 
     def call(self, method: str, path: bytes, body: bytes = b"", headers=()) -> tuple[int, bytes]:
@@ -89,7 +93,7 @@ def assert_still_right(target, repository) -> None:
     status, body = target.call("POST", b"/v2/models/zoo-multiclass/infer", json.dumps(request).encode())
     assert status == 200
     probabilities = json.loads(body)["outputs"][1]["data"]
-    expected = Model(repository / "zoo-multiclass").load().predict(rows)["probabilities"]
+    expected = Model.load(repository / "zoo-multiclass").predict(rows)["probabilities"]
     np.testing.assert_allclose(np.reshape(probabilities, (3, 7)), expected, rtol=1e-6)
 
 
@@ -294,7 +298,7 @@ def strict_server(repository):
         body_timeout_s=0.5,
         max_header_bytes=4096,
     )
-    with running(App(config, log=quiet)) as address:
+    with running(Server(config, log=quiet)) as address:
         yield address
 
 

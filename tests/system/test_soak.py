@@ -177,7 +177,7 @@ async def soak(port: int, requests, seconds: float, concurrency: int = 64):
 
 
 def test_soak_mixed_load_every_answer_its_own(repository):
-    runtime = Model(repository / MODEL).load()
+    runtime = Model.load(repository / MODEL)
     requests = build_requests(runtime)
     process, port = start_server(repository)
     try:

@@ -1,16 +1,18 @@
-"""gRPC wiring: Triton's `inference.GRPCInferenceService` on grpcio's asyncio server.
+"""The gRPC transport: Triton's `inference.GRPCInferenceService` on grpcio's asyncio server, over a
+DataPlane.
 
-It runs on the HTTP server's event loop (started and stopped by serve/app.py's lifespan), so both
-transports share the loaded models, their batching queues and the metrics. Each RPC's handler receives
-the request's bytes and returns the response's: a message that does not parse is the client's
-INVALID_ARGUMENT here, not grpcio's INTERNAL. Named errors (serve/errors.py) become their gRPC status
-code, with the same message as over HTTP, in `rpc` and nowhere else. Limits: a message over
---max-body-mb is refused by grpcio itself (RESOURCE_EXHAUSTED), rows per request as over HTTP.
+It runs on the event loop that serve/server.py runs both transports on, so they share the loaded models,
+their batching queues and the metrics. Each RPC's handler receives the request's bytes and returns the
+response's: a message that does not parse is the client's INVALID_ARGUMENT here, not grpcio's INTERNAL.
+Named errors (serve/errors.py) become their gRPC status code, with the same message as over HTTP, in
+`rpc` and nowhere else. Limits: a message over --max-body-mb is refused by grpcio itself
+(RESOURCE_EXHAUSTED), rows per request as over HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 import time
 import traceback
@@ -20,20 +22,8 @@ from google.protobuf.message import DecodeError
 
 from serve.dataplane import DataPlane
 from serve.errors import BadRequest, ClientGone, ServeError
-from serve.grpc_messages import METHODS, SERVICE
-from serve.grpc_protocol import decode_infer, encode_infer
-
-ENDPOINTS = {  # RPC → metrics endpoint label (HTTP's labels, prefixed)
-    "ServerLive": "grpc_health",
-    "ServerReady": "grpc_health",
-    "ModelReady": "grpc_health",
-    "ServerMetadata": "grpc_metadata",
-    "ModelMetadata": "grpc_metadata",
-    "ModelInfer": "grpc_infer",
-    "RepositoryIndex": "grpc_repository",
-    "RepositoryModelLoad": "grpc_repository",
-    "RepositoryModelUnload": "grpc_repository",
-}
+from serve.grpc.codec import decode_infer, encode_infer
+from serve.grpc.messages import METHODS, SERVICE
 
 
 class GrpcServer:
@@ -53,7 +43,7 @@ class GrpcServer:
                 ("grpc.so_reuseport", int(self.config.reuse_port)),
             ]
         )
-        handlers = {method: self.rpc(method, getattr(self, snake(method))) for method in METHODS}
+        handlers = {method: self.rpc(method, *RPCS[method]) for method in METHODS}  # each RPC of the service
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         address = f"{self.config.host}:{self.config.grpc_port}"
         try:
@@ -68,10 +58,10 @@ class GrpcServer:
         if self.server is not None:
             await self.server.stop(grace_s)
 
-    def rpc(self, method: str, handler):
+    def rpc(self, method: str, handler, endpoint: str):
+        """grpcio's handler of `method`: bytes → `handler(self, request)` → bytes, errors → status codes."""
         request_class, _ = METHODS[method]
-        endpoint = ENDPOINTS[method]
-        metrics, states = self.dataplane.metrics, self.dataplane.repository
+        dataplane, handler = self.dataplane, functools.partial(handler, self)
 
         async def call(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
             start, model, status = time.perf_counter(), "", 500
@@ -94,8 +84,7 @@ class GrpcServer:
                 traceback.print_exc(file=sys.stderr)  # a defect of ours, never a client's fault
                 await context.abort(grpc.StatusCode.INTERNAL, "internal server error")
             finally:
-                label = model if model in states.states else ("(unknown)" if model else "")
-                metrics.record(label, endpoint, status, time.perf_counter() - start)
+                dataplane.record(model, endpoint, status, time.perf_counter() - start)
 
         return grpc.unary_unary_rpc_method_handler(call)
 
@@ -118,7 +107,7 @@ class GrpcServer:
     async def model_infer(self, request) -> bytes:
         served = self.dataplane.served(request.model_name, request.model_version)
         decoded = decode_infer(request, served.model, self.config.max_rows)
-        results = await served.batcher.submit(decoded.features)
+        results = await self.dataplane.infer(served, decoded.features)
         return encode_infer(served.model, decoded, results)
 
     async def repository_index(self, request):
@@ -133,9 +122,18 @@ class GrpcServer:
         return response("RepositoryModelUnload")
 
 
+RPCS = {  # RPC → (handler, endpoint label for metrics: HTTP's labels, prefixed)
+    "ServerLive": (GrpcServer.server_live, "grpc_health"),
+    "ServerReady": (GrpcServer.server_ready, "grpc_health"),
+    "ModelReady": (GrpcServer.model_ready, "grpc_health"),
+    "ServerMetadata": (GrpcServer.server_metadata, "grpc_metadata"),
+    "ModelMetadata": (GrpcServer.model_metadata, "grpc_metadata"),
+    "ModelInfer": (GrpcServer.model_infer, "grpc_infer"),
+    "RepositoryIndex": (GrpcServer.repository_index, "grpc_repository"),
+    "RepositoryModelLoad": (GrpcServer.repository_model_load, "grpc_repository"),
+    "RepositoryModelUnload": (GrpcServer.repository_model_unload, "grpc_repository"),
+}
+
+
 def response(method: str, **fields):
     return METHODS[method][1](**fields)
-
-
-def snake(method: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in method).lstrip("_")

@@ -1,4 +1,5 @@
-"""Open Inference Protocol (KServe V2) and KServe V1 bodies: decode → validated arrays, arrays → encode.
+"""HTTP bodies: Open Inference Protocol (KServe V2) JSON and binary, and KServe V1 JSON; decode →
+a checked request (serve.request's checks, shared with gRPC), results → encode.
 
 V2 tensors arrive as JSON `data` (nested or flat) or, with the binary tensor data extension, as raw
 little-endian bytes after a JSON header whose length is the `Inference-Header-Content-Length` header.
@@ -9,41 +10,14 @@ memory is allocated for it.
 from __future__ import annotations
 
 import json
-import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import orjson
 
+from contract.repository import INPUT_NAME
 from serve.errors import BadRequest
-from serve.model import INPUT_NAME, Model
-
-V2_NUMPY = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-}
-ALWAYS_EXACT_IN_FP32 = {"BOOL", "UINT8", "UINT16", "INT8", "INT16", "FP16", "FP32"}
-MAX_DIMS = 8
-warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning, __name__)
-FLOAT32_EXACT_INT = 2**24  # integers up to this magnitude are exact in float32
-
-
-@dataclass
-class InferRequest:
-    id: str | None
-    features: np.ndarray  # (rows, n_features) float32
-    outputs: list[str]  # requested output names, in response order
-    binary: dict[str, bool]  # output name → send as binary data
+from serve.model import Model
+from serve.request import V2_NUMPY, InferRequest, check_input, check_shape, select_outputs, to_float32
 
 
 def load_json(raw: bytes):
@@ -70,35 +44,6 @@ def split_binary(body: bytes, header_length: str | None) -> tuple[bytes, memoryv
     if not 0 <= length <= len(body):
         raise BadRequest(f"Inference-Header-Content-Length {length} does not fit the {len(body)}-byte body")
     return body[:length], memoryview(body)[length:]
-
-
-def check_shape(shape, model: Model, max_rows: int) -> tuple[int, int]:
-    if not isinstance(shape, list) or not all(type(d) is int for d in shape):
-        raise BadRequest(f"shape must be a list of integers, got {shape!r}"[:300])
-    if len(shape) > MAX_DIMS or any(d < 0 for d in shape):
-        raise BadRequest(f"shape {shape[: MAX_DIMS + 1]} is not a valid tensor shape")
-    if len(shape) != 2 or shape[1] != model.n_features:
-        raise BadRequest(
-            f"input {INPUT_NAME!r} of model {model.name!r} has shape [rows, {model.n_features}], got {shape}"
-        )
-    if shape[0] > max_rows:
-        raise BadRequest(f"{shape[0]} rows is more than the limit of {max_rows} per request")
-    return shape[0], shape[1]
-
-
-def to_float32(values: np.ndarray, datatype: str) -> np.ndarray:
-    """Coerce to FP32 where that loses nothing; refuse otherwise. (JSON numbers sent as FP32 beyond
-    its range become ±Inf here and are refused by the model's feature check.)"""
-    if datatype in ALWAYS_EXACT_IN_FP32 or values.dtype.kind == "b":
-        return values.astype(np.float32, copy=False)
-    if values.dtype.kind in "iu":
-        if values.size and np.abs(values.astype(np.float64)).max() > FLOAT32_EXACT_INT:
-            raise BadRequest(f"{datatype} values beyond ±2^24 cannot be represented exactly in FP32")
-        return values.astype(np.float32)
-    narrowed = values.astype(np.float32)
-    if not np.array_equal(narrowed.astype(np.float64), values, equal_nan=True):
-        raise BadRequest(f"{datatype} values lose precision as FP32; send FP32")
-    return narrowed
 
 
 def json_values(data, datatype: str, count: int) -> np.ndarray:
@@ -161,7 +106,9 @@ def decode_v2(body: bytes, header_length: str | None, model: Model, max_rows: in
         raise BadRequest(f"input {INPUT_NAME!r} has neither 'data' nor parameters.binary_data_size")
     features = to_float32(values, datatype).reshape(rows, width)
     outputs, binary_outputs = requested_outputs(request, model)
-    return InferRequest(request_id, model.check_features(features), outputs, binary_outputs)
+    return InferRequest(
+        id=request_id, features=model.check_features(features), outputs=outputs, binary=binary_outputs
+    )
 
 
 def requested_outputs(request: dict, model: Model) -> tuple[list[str], dict[str, bool]]:
@@ -182,30 +129,6 @@ def requested_outputs(request: dict, model: Model) -> tuple[list[str], dict[str,
             raise BadRequest(f"parameters of output {name!r} must be an object")
     binary = {n: o.get("binary_data", default_binary) is True for n, o in zip(names, options)}
     return selected, {n: binary.get(n, default_binary) for n in selected}
-
-
-def select_outputs(model: Model, names: list) -> list[str]:
-    """The requested output names, checked (every transport: HTTP and gRPC); all outputs when none."""
-    if not names:
-        return model.output_names
-    for k, name in enumerate(names):
-        if not isinstance(name, str) or name not in model.outputs:
-            raise BadRequest(
-                f"model {model.name!r} has no output {name!r}; outputs: {', '.join(model.output_names)}"[:300]
-            )
-        if name in names[:k]:
-            raise BadRequest(f"output {name!r} requested twice")
-    return names
-
-
-def check_input(names: list, datatype, model: Model) -> None:
-    """One input named `features` of a numeric datatype (every transport)."""
-    if len(names) != 1 or names != [INPUT_NAME]:
-        raise BadRequest(
-            f"model {model.name!r} takes exactly one input named {INPUT_NAME!r}, got {names}"[:300]
-        )
-    if not isinstance(datatype, str) or datatype not in V2_NUMPY:
-        raise BadRequest(f"datatype {datatype!r} is not a numeric tensor type"[:200])
 
 
 def encode_v2(model: Model, request: InferRequest, results: dict[str, np.ndarray]) -> tuple[bytes, dict]:
@@ -241,6 +164,11 @@ def decode_v1(body: bytes, model: Model, max_rows: int) -> np.ndarray:
     if len(instances) > max_rows:
         raise BadRequest(f"{len(instances)} rows is more than the limit of {max_rows} per request")
     return model.encode_rows(instances)
+
+
+def encode_v1(model: Model, results: dict[str, np.ndarray]) -> bytes:
+    """V1's answer: per row, the class name and the probability of each class, or the named values."""
+    return encode_json({"predictions": model.describe(results)})
 
 
 def encode_json(value) -> bytes:

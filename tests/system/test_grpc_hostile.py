@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serve.app import App, ServerConfig
-from serve.grpc_messages import METHODS, SERVICE, ModelInferRequest, ModelInferResponse
-from serve.grpc_protocol import CONTENTS
+from serve.config import ServerConfig
+from serve.grpc.codec import CONTENTS
+from serve.grpc.messages import METHODS, SERVICE, ModelInferRequest, ModelInferResponse
+from serve.server import Server
 from tests.conftest import quiet
 from tests.serving import running
 
@@ -38,7 +39,10 @@ INT64 = st.integers(-(2**63), 2**63 - 1)
 @pytest.fixture(scope="module")
 def channel(repository):
     config = ServerConfig(repository=repository, max_body_bytes=1 << 20, max_rows=4096, poll_s=0)
-    with running(App(config, log=quiet)), grpc.insecure_channel(f"127.0.0.1:{config.grpc_port}") as channel:
+    with (
+        running(Server(config, log=quiet)),
+        grpc.insecure_channel(f"127.0.0.1:{config.grpc_port}") as channel,
+    ):
         yield channel
 
 
@@ -68,7 +72,7 @@ def assert_still_right(channel, repository) -> None:
     code, raw = call(channel, "ModelInfer", request.SerializeToString())
     assert code == "OK"
     probabilities = ModelInferResponse.FromString(raw).outputs[1].contents.fp32_contents
-    expected = Model(repository / "zoo-multiclass").load().predict(rows)["probabilities"]
+    expected = Model.load(repository / "zoo-multiclass").predict(rows)["probabilities"]
     np.testing.assert_allclose(np.reshape(probabilities, (3, 7)), expected, rtol=1e-6)
 
 

@@ -17,10 +17,11 @@ from tritonclient.utils import InferenceServerException
 
 from pipeline.checks import parity
 from pipeline.config import builtin_names
-from serve.app import App, ServerConfig
 from serve.batching import BatchingConfig
-from serve.grpc_messages import POOL
+from serve.config import ServerConfig
+from serve.grpc.messages import POOL
 from serve.model import Model
+from serve.server import Server
 from tests.conftest import quiet
 from tests.serving import json_request, running
 
@@ -36,9 +37,9 @@ def server(repository):
         max_rows=MAX_ROWS,
         batching=BatchingConfig(max_delay_us=2000),
     )
-    app = App(config, log=quiet)
-    with running(app) as address:
-        yield address, f"127.0.0.1:{app.config.grpc_port}", app
+    server = Server(config, log=quiet)
+    with running(server) as address:
+        yield address, f"127.0.0.1:{config.grpc_port}", server
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def test_infer_raw_contents_equals_the_runtime(client, repository, trained, name
     result = client.infer(name, [features], request_id=f"req-{name}")
     response = result.get_response()
     assert (response.id, response.model_name, response.model_version) == (f"req-{name}", name, "1")
-    runtime = Model(repository / name).load().predict(rows)
+    runtime = Model.load(repository / name).predict(rows)
     assert [o.name for o in response.outputs] == list(runtime)
     for output, expected in runtime.items():
         got = result.as_numpy(output)
@@ -137,7 +138,7 @@ def test_infer_typed_contents_equals_the_runtime(stub, repository, trained, name
     tensor.contents.fp32_contents.extend(rows.ravel().tolist())
     response = stub.ModelInfer(request, timeout=10)
     assert not response.raw_output_contents  # typed in, typed out
-    runtime = Model(repository / name).load().predict(rows)
+    runtime = Model.load(repository / name).predict(rows)
     for output in response.outputs:
         expected = runtime[output.name]
         assert list(output.shape) == list(expected.shape)
@@ -154,7 +155,7 @@ def test_integer_typed_contents_and_selected_outputs(stub, client, repository):
     tensor.contents.int64_contents.extend(rows.ravel().tolist())
     request.outputs.add(name="label")
     response = stub.ModelInfer(request, timeout=10)
-    expected = Model(repository / "zoo-multiclass").load().predict(rows.astype(np.float32))["label"]
+    expected = Model.load(repository / "zoo-multiclass").predict(rows.astype(np.float32))["label"]
     assert [o.name for o in response.outputs] == ["label"]
     assert list(response.outputs[0].contents.int64_contents) == expected.tolist()
     features = triton.InferInput("features", [3, 16], "FP32")
@@ -300,7 +301,7 @@ def test_full_queue_is_resource_exhausted_with_the_http_message(repository):
 
     config = ServerConfig(repository=repository, batching=BatchingConfig(max_delay_us=200_000, max_queue=2))
     with (
-        running(App(config, log=quiet)) as _,
+        running(Server(config, log=quiet)) as _,
         triton.InferenceServerClient(f"127.0.0.1:{config.grpc_port}") as c,
     ):
         features = triton.InferInput("features", [1, 16], "FP32")
@@ -329,7 +330,7 @@ def test_refused_model_is_unavailable_and_server_not_ready(repository, tmp_path)
     onnx_file.write_bytes(onnx_file.read_bytes() + b"\0")
     config = ServerConfig(repository=copy)
     with (
-        running(App(config, log=quiet)) as address,
+        running(Server(config, log=quiet)) as address,
         triton.InferenceServerClient(f"127.0.0.1:{config.grpc_port}") as c,
     ):
         assert c.is_server_live() and not c.is_server_ready() and not c.is_model_ready("zoo-mammal")
@@ -350,10 +351,10 @@ def test_refused_model_is_unavailable_and_server_not_ready(repository, tmp_path)
 
 
 def test_grpc_requests_are_counted_in_metrics(server, client):
-    _, _, app = server
+    _, _, running_server = server
     features = triton.InferInput("features", [1, 7], "FP32")
     features.set_data_from_numpy(np.zeros((1, 7), np.float32))
-    sample = app.metrics.registry.get_sample_value
+    sample = running_server.dataplane.metrics.registry.get_sample_value
     labels = {"model": "auto-mpg", "endpoint": "grpc_infer", "status": "200"}
     before = sample("inference_requests_total", labels) or 0
     client.infer("auto-mpg", [features])

@@ -19,9 +19,10 @@ from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
 from export.repository import DEFAULT_VERSION_POLICY, config_pbtxt
-from serve.app import App, ServerConfig
 from serve.batching import BatchingConfig
+from serve.config import ServerConfig
 from serve.policy import PolicyError, VersionPolicy, version_policy
+from serve.server import Server
 from tests.conftest import quiet
 from tests.serving import json_request, running
 from tests.versions import (
@@ -88,7 +89,7 @@ def test_version_policy_decides_what_answers_over_both_transports(three_versions
     set_version_policy(repo, policy)
     config = ServerConfig(repository=repo, poll_s=0)
     with (
-        running(App(config, log=quiet)) as address,
+        running(Server(config, log=quiet)) as address,
         triton_grpc.InferenceServerClient(f"127.0.0.1:{config.grpc_port}") as client,
     ):
         assert index_of(address) == [(MODEL, v, "READY") for v in served]
@@ -119,7 +120,7 @@ def test_poll_serves_new_versions_refuses_broken_ones_and_drops_removed_models(r
     original = (repo / MODEL / "1" / "model.onnx").read_bytes()
     lines = []
     config = ServerConfig(repository=repo, poll_s=0.05)
-    with running(App(config, log=lines.append)) as address:
+    with running(Server(config, log=lines.append)) as address:
         assert http_infer(address)[1]["model_version"] == "1"
         publish_version(repo, shifted(original, 10.0))
         wait_for(lambda: index_of(address) == [(MODEL, "2", "READY")])
@@ -153,7 +154,7 @@ def test_poll_serves_new_versions_refuses_broken_ones_and_drops_removed_models(r
 def test_explicit_unload_and_load_over_http_and_grpc(repo):
     original = (repo / MODEL / "1" / "model.onnx").read_bytes()
     config = ServerConfig(repository=repo, poll_s=0.05)
-    with running(App(config, log=quiet)) as address:
+    with running(Server(config, log=quiet)) as address:
         http = triton_http.InferenceServerClient(address)
         grpc_client = triton_grpc.InferenceServerClient(f"127.0.0.1:{config.grpc_port}")
         http.unload_model(MODEL)
@@ -213,7 +214,7 @@ def test_queued_requests_finish_on_the_version_they_were_queued_for(repo):
     original = (repo / MODEL / "1" / "model.onnx").read_bytes()
     lines = []
     config = ServerConfig(repository=repo, poll_s=0.05, batching=BatchingConfig(max_delay_us=1_500_000))
-    with running(App(config, log=lines.append)) as address, ThreadPoolExecutor(1) as pool:
+    with running(Server(config, log=lines.append)) as address, ThreadPoolExecutor(1) as pool:
         queued = pool.submit(http_infer, address)  # waits 1.5 s in version 1's queue
         time.sleep(0.2)  # the request reaches the queue
         publish_version(repo, shifted(original, 10.0))
@@ -275,7 +276,7 @@ def test_policy_reader_refuses_what_triton_would(policy, message):
 
 def test_a_broken_config_keeps_the_served_versions_and_says_why(repo):
     config = ServerConfig(repository=repo, poll_s=0.05)
-    with running(App(config, log=quiet)) as address:
+    with running(Server(config, log=quiet)) as address:
         set_version_policy(repo, "version_policy: { latest: { } }")
         wait_for(lambda: len(index_of(address)) == 2)
         assert index_of(address) == [(MODEL, "1", "READY"), (MODEL, None, "UNAVAILABLE")]

@@ -1,4 +1,5 @@
-"""uvicorn's httptools connection, guarded against slow and oversized clients.
+"""How uvicorn runs the HTTP app: its settings from the ServerConfig (`uvicorn_config`), and its
+httptools connection, guarded against slow and oversized clients (`guarded_protocol`).
 
 uvicorn arms its keep-alive timer only after a response, and bounds neither the time a client may take
 to send its headers or body nor the size of its headers. This subclass closes a connection that sends
@@ -13,9 +14,33 @@ per-request timers (or asyncio.wait_for around the body) cost ~15% of the 1-row 
 from __future__ import annotations
 
 import orjson
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from serve.config import ServerConfig
+
 REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+def uvicorn_config(app, config: ServerConfig, loop: str = "auto") -> uvicorn.Config:
+    """uvicorn's settings for `app`: the guarded connection protocol and the configured limits. The
+    application has no lifespan: serve/server.py starts and stops what it needs."""
+    return uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        loop=loop,
+        http=guarded_protocol(config.header_timeout_s, config.body_timeout_s, config.max_header_bytes),
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        date_header=False,
+        backlog=2048,
+        timeout_keep_alive=config.idle_timeout_s,
+        proxy_headers=False,
+        limit_concurrency=config.max_connections,
+    )
 
 
 def guarded_protocol(

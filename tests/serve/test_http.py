@@ -17,9 +17,10 @@ from numpy.testing import assert_allclose
 from tritonclient.utils import InferenceServerException
 
 from pipeline.checks import parity
-from serve.app import App, ServerConfig
 from serve.batching import BatchingConfig
+from serve.config import ServerConfig
 from serve.model import Model
+from serve.server import Server
 from tests.conftest import quiet
 from tests.serving import json_request, request, running
 
@@ -34,9 +35,9 @@ def server(repository):
         max_rows=2048,
         batching=BatchingConfig(max_delay_us=3000),
     )
-    app = App(config, log=quiet)
-    with running(app) as address:
-        yield address, app
+    server = Server(config, log=quiet)
+    with running(server) as address:
+        yield address, server
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ def test_infer_equals_runtime_and_torch(client, repository, trained, name, binar
     outputs = [triton.InferRequestedOutput(n, binary_data=binary_out) for n in model.output_names]
     result = client.infer(name, [features], outputs=outputs, request_id=f"req-{name}")
     assert result.get_response()["id"] == f"req-{name}"
-    runtime = Model(repository / name).load().predict(rows)
+    runtime = Model.load(repository / name).predict(rows)
     with torch.inference_mode():
         reference = [t.numpy() for t in model(torch.from_numpy(rows))]
     for output, expected in zip(model.output_names, reference):
@@ -336,19 +337,19 @@ def test_no_content_type_needed_and_binary_response_layout(server, trained, repo
     (output,) = response["outputs"]
     assert output["parameters"]["binary_data_size"] == len(body) - length == 8
     predictions = struct.unpack("<2f", body[length:])
-    expected = Model(repository / "auto-mpg").load().predict(rows)["prediction"]
+    expected = Model.load(repository / "auto-mpg").predict(rows)["prediction"]
     assert predictions == tuple(expected[:, 0].tolist())
 
 
 def test_concurrent_clients_each_get_their_own_rows_and_batches_form(server, repository):
-    address, app = server
-    runtime = Model(repository / "auto-mpg").load()
+    address, running_server = server
+    runtime = Model.load(repository / "auto-mpg")
     rng = np.random.default_rng(0)
     mean, spread = [5, 190, 100, 2900, 15, 76, 1], [1, 100, 35, 800, 3, 3, 0.5]
     requests = [rng.normal(mean, spread, (1, 7)).astype(np.float32) for _ in range(96)]  # distinct rows
 
     def batch_counts():
-        sample = app.metrics.registry.get_sample_value
+        sample = running_server.dataplane.metrics.registry.get_sample_value
         labels = {"model": "auto-mpg"}
         return (
             sample("inference_batch_rows_count", labels) or 0,
@@ -390,7 +391,7 @@ def test_metrics_are_prometheus_text(server):
 
 
 def test_readiness_false_with_zero_models(tmp_path):
-    with running(App(ServerConfig(repository=tmp_path), log=quiet)) as address:
+    with running(Server(ServerConfig(repository=tmp_path), log=quiet)) as address:
         assert json_request(address, "GET", "/v2/health/live") == (200, {"live": True})
         assert json_request(address, "GET", "/v2/health/ready") == (
             503,
@@ -400,10 +401,11 @@ def test_readiness_false_with_zero_models(tmp_path):
 
 def test_readiness_false_while_loading(repository, monkeypatch):
     release = threading.Event()
-    app = App(ServerConfig(repository=repository), log=quiet)
-    original = app.repository.load_all
-    monkeypatch.setattr(app.repository, "load_all", lambda log: (release.wait(10), original(log))[1])
-    with running(app, wait_ready=False) as address:
+    server = Server(ServerConfig(repository=repository), log=quiet)
+    repo = server.dataplane.repository
+    original = repo.load_all
+    monkeypatch.setattr(repo, "load_all", lambda log: (release.wait(10), original(log))[1])
+    with running(server, wait_ready=False) as address:
         assert json_request(address, "GET", "/v2/health/ready") == (
             503,
             {"error": "not ready: loading models"},
@@ -412,7 +414,7 @@ def test_readiness_false_while_loading(repository, monkeypatch):
         assert json_request(address, "GET", "/v2/models/auto-mpg/ready")[0] == 503
         release.set()
         for _ in range(200):
-            if not app.repository.loading:
+            if not repo.loading:
                 break
             threading.Event().wait(0.01)
         assert json_request(address, "GET", "/v2/health/ready") == (200, {"ready": True})
@@ -423,7 +425,7 @@ def test_tampered_model_refused_others_served(repository, tmp_path):
     shutil.copytree(repository, copy)
     onnx_file = copy / "zoo-mammal" / "1" / "model.onnx"
     onnx_file.write_bytes(onnx_file.read_bytes() + b"\0")
-    with running(App(ServerConfig(repository=copy), log=quiet)) as address:
+    with running(Server(ServerConfig(repository=copy), log=quiet)) as address:
         status, body = json_request(address, "GET", "/v2/health/ready")
         assert status == 503 and body["error"].startswith(
             "not ready: refused zoo-mammal: 1/model.onnx does not"
@@ -444,7 +446,7 @@ def test_tampered_model_refused_others_served(repository, tmp_path):
 
 def test_full_queue_answers_503(repository):
     config = ServerConfig(repository=repository, batching=BatchingConfig(max_delay_us=200_000, max_queue=2))
-    with running(App(config, log=quiet)) as address, ThreadPoolExecutor(6) as pool:
+    with running(Server(config, log=quiet)) as address, ThreadPoolExecutor(6) as pool:
         statuses = list(
             pool.map(
                 lambda _: json_request(address, "POST", "/v2/models/zoo-mammal/infer", v2([ROW])), range(6)

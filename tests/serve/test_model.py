@@ -1,13 +1,10 @@
-"""The torch-free runtime: the model class, the repository loader, import hygiene (batch prediction:
-test_predict.py)."""
+"""The runtime model (serve/model.py): built complete by `Model.load` from a verified model directory,
+it answers as the torch model does and encodes named rows by the manifest."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,15 +15,13 @@ from pipeline.checks import parity
 from pipeline.config import builtin_names
 from serve.errors import BadRequest, ModelLoadError
 from serve.model import Model
-from serve.repository import Repository
-from tests.conftest import ROOT, quiet
 
 
 @pytest.mark.parametrize("name", builtin_names())
 def test_predict_equals_the_torch_reference(repository, trained, name):
     model, payload = trained[name]
-    runtime = Model(repository / name).load()
-    assert runtime.ready and runtime.version == "1"
+    runtime = Model.load(repository / name)
+    assert runtime.version == "1" and runtime.name == name
     rows = parity.parity_rows(model.spec.features, payload["held_out"].numpy())[:300]
     outputs = runtime.predict(rows)
     with torch.inference_mode():
@@ -42,7 +37,7 @@ def test_served_probabilities_are_the_activation_of_the_served_logits(repository
     sigmoid for binary; the label is the argmax, or p >= threshold."""
     model, payload = trained[name]
     rows = parity.parity_rows(model.spec.features, payload["held_out"].numpy())[:300]
-    outputs = Model(repository / name).load().predict(rows)
+    outputs = Model.load(repository / name).predict(rows)
     z = outputs["logits"].astype(np.float64)
     if z.shape[1] == 1:
         p = 0.5 * (1.0 + np.tanh(z / 2.0))  # the sigmoid, without overflow at the ±1e4-σ edge rows
@@ -56,7 +51,7 @@ def test_served_probabilities_are_the_activation_of_the_served_logits(repository
 
 
 def test_named_features_use_the_manifests_order_and_category_codes(repository):
-    runtime = Model(repository / "auto-mpg").load()
+    runtime = Model.load(repository / "auto-mpg")
     names = [f["name"] for f in runtime.features]
     row = {
         "cylinders": 4,
@@ -77,7 +72,7 @@ def test_named_features_use_the_manifests_order_and_category_codes(repository):
 
 
 def test_describe_gives_class_names_and_probabilities(repository):
-    runtime = Model(repository / "zoo-mammal").load()
+    runtime = Model.load(repository / "zoo-mammal")
     rows = [
         {"hair": 1, "milk": 1, "legs": 4, "toothed": 1, "backbone": 1, "breathes": 1},
         {"feathers": 1, "eggs": 1, "legs": 2, "airborne": 1, "backbone": 1, "breathes": 1},
@@ -101,14 +96,14 @@ def test_describe_gives_class_names_and_probabilities(repository):
     ],
 )
 def test_bad_rows_are_refused_with_the_reason(repository, rows, message):
-    runtime = Model(repository / "zoo-mammal").load()
+    runtime = Model.load(repository / "zoo-mammal")
     with pytest.raises(BadRequest) as error:
         runtime.encode_rows(rows)
     assert message in error.value.message
 
 
 def test_infinite_and_wrongly_shaped_features_are_refused(repository):
-    runtime = Model(repository / "zoo-mammal").load()
+    runtime = Model.load(repository / "zoo-mammal")
     with pytest.raises(BadRequest, match="Infinity"):
         runtime.predict(np.full((1, 16), np.inf, np.float32))
     with pytest.raises(BadRequest, match=r"shape \[rows, 16\]"):
@@ -117,84 +112,33 @@ def test_infinite_and_wrongly_shaped_features_are_refused(repository):
 
 
 @pytest.fixture
-def repository_copy(repository, tmp_path):
-    copy = tmp_path / "models"
-    shutil.copytree(repository, copy)
-    return copy
+def model_copy(repository, tmp_path):
+    """A copy of zoo-mammal's model directory, to break."""
+    return shutil.copytree(repository / "zoo-mammal", tmp_path / "zoo-mammal")
 
 
-def test_tampered_model_is_refused_and_the_others_served(repository_copy):
-    onnx_file = repository_copy / "zoo-mammal" / "1" / "model.onnx"
+def test_a_tampered_model_file_is_refused(model_copy):
+    onnx_file = model_copy / "1" / "model.onnx"
     onnx_file.write_bytes(onnx_file.read_bytes()[:-1] + b"\0")
-    (repository_copy / "not a model").mkdir()  # an invalid name is not a candidate
-    (repository_copy / "empty").mkdir()
-    repo = Repository(repository_copy).load_all(quiet)
-    assert sorted(repo.models) == ["auto-mpg", "zoo-multiclass"]
-    assert "does not match the sha256" in repo.failed["zoo-mammal"]
-    assert repo.failed["empty"] == "missing manifest.json"
-    assert not repo.ready  # strict: a refused model keeps the server not ready
-    with pytest.raises(ModelLoadError, match="sha256"):
-        Model(repository_copy / "zoo-mammal").load()
+    with pytest.raises(ModelLoadError) as error:
+        Model.load(model_copy)
+    assert str(error.value) == (
+        "1/model.onnx does not match the sha256 in manifest.json (changed or corrupted on disk)"
+    )
 
 
-def test_manifest_that_disagrees_with_the_graph_is_refused(repository_copy):
-    path = repository_copy / "auto-mpg" / "manifest.json"
+def test_manifest_that_disagrees_with_the_graph_is_refused(model_copy):
+    path = model_copy / "manifest.json"
     manifest = json.loads(path.read_text())
-    manifest["outputs"][0]["name"] = "mpg"
+    manifest["outputs"][0]["name"] = "scores"
     path.write_text(json.dumps(manifest))
     with pytest.raises(ModelLoadError, match="graph outputs"):
-        Model(repository_copy / "auto-mpg").load()
+        Model.load(model_copy)
 
 
-def test_empty_repository_is_never_ready(tmp_path):
-    repo = Repository(tmp_path).load_all(quiet)
-    assert not repo.models and not repo.ready
-
-
-SERVE_WITHOUT_TORCH = """
-import json, socket, sys, threading, time, urllib.request
-import grpc, numpy as np, uvicorn
-from serve.app import App, ServerConfig
-from serve.grpc_messages import SERVICE, ModelInferRequest, ModelInferResponse
-from serve.predict import predict_table  # batch prediction stays torch-free too
-with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    grpc_port = s.getsockname()[1]
-app = App(ServerConfig(repository=sys.argv[1], grpc_port=grpc_port), log=lambda line: None)
-server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-thread = threading.Thread(target=server.run, daemon=True)
-thread.start()
-while not server.started or app.repository.loading:
-    time.sleep(0.01)
-port = server.servers[0].sockets[0].getsockname()[1]
-body = json.dumps({"instances": [{"legs": 4}]}).encode()
-answer = urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/zoo-mammal:predict", body).read()
-request = ModelInferRequest(model_name="zoo-mammal")
-request.inputs.add(name="features", datatype="FP32", shape=[1, 16])
-request.raw_input_contents.append(np.zeros(16, np.float32).tobytes())
-with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-    infer = channel.unary_unary(f"/{SERVICE}/ModelInfer", ModelInferRequest.SerializeToString,
-                                ModelInferResponse.FromString)
-    label = np.frombuffer(infer(request, timeout=10).raw_output_contents[2], "<i8").tolist()
-training_side = ("torch", "onnx", "onnxscript", "pipeline", "export", "tritonclient")
-leaked = sorted(m for m in sys.modules if m.split(".")[0] in training_side)
-print(json.dumps({"answer": json.loads(answer), "label": label, "leaked": leaked}), flush=True)
-server.should_exit = True
-thread.join(10)  # shut down cleanly: a daemon thread inside onnxruntime at interpreter exit can crash it
-"""
-
-
-def test_serving_imports_no_torch(repository):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-c", SERVE_WITHOUT_TORCH, str(repository)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["leaked"] == []
-    assert report["answer"]["predictions"][0]["label"] in ("mammal", "other")
-    assert report["label"] in ([0], [1])  # answered over gRPC too
+def test_a_version_without_a_recorded_sha256_is_refused(model_copy):
+    shutil.copytree(model_copy / "1", model_copy / "2")  # manifest.json records version 1 only
+    with pytest.raises(ModelLoadError) as error:
+        Model.load(model_copy, version=2)
+    assert str(error.value) == "manifest.json records no sha256 for version 2"
+    assert Model.load(model_copy, version=1).version == "1"
