@@ -6,8 +6,8 @@ by default, an older one kept by `--keep-versions` when asked for), checks the f
 manifest, opens one onnxruntime session from exactly the bytes it checked and checks the graph's inputs
 and outputs against the manifest; anything wrong is a ModelLoadError and no model. `predict()` takes a
 float32 feature matrix; `encode_rows()` turns rows of named (or ordered) raw values into that matrix with
-the manifest's feature order and category codes; `describe()` turns outputs into class names and
-probabilities, or named values.
+the manifest's feature order and category codes (a date's ISO text and a boolean's yes / no through
+`serve.values`); `describe()` turns outputs into class names and probabilities, or named values.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from contract.features import is_missing
 from contract.repository import INPUT_NAME, MANIFEST, MODEL_FILE, expected_sha256
 from serve.errors import BadRequest, ModelLoadError
 from serve.store import check_graph, read_version
+from serve.values import converted
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -126,6 +127,12 @@ class Model:
         feature = self.features[j]
         if value is None or (isinstance(value, str) and is_missing(value)):
             return math.nan
+        try:
+            special = converted(feature["kind"], value)  # a date's ISO text, a boolean's yes / no
+        except ValueError as exc:
+            raise BadRequest(f"row {row}: feature {feature['name']!r}: {exc}") from None
+        if special is not None:
+            return special
         if isinstance(value, str) and feature["kind"] == "categorical":
             code = self.category_codes[j].get(value.strip())
             if code is not None:

@@ -366,6 +366,46 @@ MUTANTS = [
         ("tests/pipeline/test_cli.py::test_quiet_prints_only_warnings_and_the_final_line",),
     ),
     Mutant(
+        "runtime-date-text-refused",
+        "the runtime refuses a date feature's ISO text (only seconds pass)",
+        "serve/values.py",
+        '    if kind == "date" and isinstance(value, str):',
+        "    if False:",
+        (
+            "tests/system/test_your_own_table.py::test_named_features_take_iso_text_and_yes_no_as_training_encodes_them",
+        ),
+    ),
+    Mutant(
+        "batch-timestamps-in-milliseconds",
+        "batch prediction takes a Parquet timestamp[us] column's ticks as milliseconds",
+        "serve/predict/encoding.py",
+        '"us": 1e6',
+        '"us": 1e3',
+        (
+            "tests/system/test_your_own_table.py::test_batch_prediction_encodes_the_csv_and_a_typed_parquet_copy_as_training_did",
+        ),
+    ),
+    Mutant(
+        "batch-separator-by-suffix",
+        "batch prediction reads a ;-separated .csv with commas (the separator not sniffed)",
+        "serve/predict/tables.py",
+        "        sep = delimiter or sniffed_delimiter(path)",
+        "        sep = delimiter or default_delimiter(path)",
+        (
+            "tests/system/test_your_own_table.py::test_batch_prediction_encodes_the_csv_and_a_typed_parquet_copy_as_training_did",
+        ),
+    ),
+    Mutant(
+        "batch-decimal-not-the-trainings",
+        "batch prediction reads numbers with a decimal point whatever the training table had",
+        "serve/predict/__init__.py",
+        'model.manifest.get("training", {}).get("config", {}).get("decimal")',
+        "None",
+        (
+            "tests/system/test_your_own_table.py::test_batch_prediction_encodes_the_csv_and_a_typed_parquet_copy_as_training_did",
+        ),
+    ),
+    Mutant(
         "make-data-unquoted",
         "make passes DATA to the command unquoted (a space or a glob splits it into several arguments)",
         "Makefile",

@@ -42,9 +42,11 @@ def predict_table(
     keep: list[str] = (),
     delimiter: str | None = None,
     threads: int | None = None,
+    decimal: str | None = None,
 ) -> int:
     """Write a prediction for every row of `data` to `out` (CSV on stdout when None); returns the row
-    count. Raises PredictError with one line naming the file, the line or row, and the column."""
+    count. Raises PredictError with one line naming the file, the line or row, and the column. A CSV's
+    `decimal` mark defaults to the one the model's training table was read with."""
     out = Path(out) if out else None
     if out is not None and out.suffix.lower() not in OUTPUT_FORMATS:
         raise PredictError(f"{out}: the output must end in .csv or .parquet")
@@ -61,9 +63,10 @@ def predict_table(
     # Numeric features are parsed as numbers while reading; everything else arrives as text.
     wanted = {c: "text" for c in keep}
     wanted.update({f["name"]: "number" if f["kind"] == "numeric" else "text" for f in model.features})
-    encoder, output, count = BatchEncoder(model), Output(out), 0
+    decimal = decimal or model.manifest.get("training", {}).get("config", {}).get("decimal") or "."
+    encoder, output, count = BatchEncoder(model, decimal), Output(out), 0
     try:
-        for chunk in read_ahead(read_chunks(str(data), wanted, delimiter)):
+        for chunk in read_ahead(read_chunks(str(data), wanted, delimiter, decimal)):
             try:
                 features = encoder.encode(chunk.batch)
             except CellError as exc:
