@@ -6,8 +6,9 @@ Four kinds of feature. The graph takes one float32 per feature:
 - numeric: the number itself; the spec carries the training mean (the imputed value) and standard
   deviation;
 - categorical: a code; the spec carries the codes in one-hot order and the text each code stands for.
-  Text is turned into codes with `labels` → `categories`; a value never seen in training encodes as all
-  zeros;
+  Text is turned into codes with `labels` → `categories` (`category_code`: surrounding spaces and, where
+  the categories do not differ only by it, case do not count); a value never seen in training encodes as
+  all zeros;
 - date: seconds since 1970-01-01T00:00:00 UTC (`date_seconds` reads ISO 8601 text; a time without a zone
   is UTC); mean and std are those of the training seconds. The graph derives the year and the cyclic
   parts (month, day of week, day of year, time of day) itself;
@@ -95,3 +96,24 @@ def boolean_value(text: str) -> float:
     if word in FALSE_WORDS or word == "0":
         return 0.0
     raise ValueError(f"{text!r} is not true/false or yes/no")
+
+
+def category_lookup(labels: list[str], codes: list[float]) -> dict[str, float]:
+    """The table `category_code` reads: each training category's text → its code, and its lower-cased
+    text too, unless two categories differ only in case (those keep to their exact spelling)."""
+    lookup = dict(zip(labels, codes))
+    folded: dict[str, list[float]] = {}
+    for label, code in zip(labels, codes):
+        folded.setdefault(label.lower(), []).append(code)
+    for text, found in folded.items():
+        if len(found) == 1:
+            lookup.setdefault(text, found[0])
+    return lookup
+
+
+def category_code(lookup: dict[str, float], text: str) -> float | None:
+    """The code of a category given as text: spaces around it do not count, nor does case (where the
+    training categories are told apart without it); None for a value never seen in training."""
+    text = text.strip()
+    code = lookup.get(text)
+    return lookup.get(text.lower()) if code is None else code

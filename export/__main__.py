@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="publish as the next version and keep older ones (default: replace version 1)",
         )
+        sub.add_argument(
+            "--allow-breaking",
+            action="store_true",
+            help="publish even when the input schema breaks the published one's (features removed, added, "
+            "reordered or retyped, categories dropped or recoded, classes changed); says what breaks",
+        )
         if command == "all":
             add_config_flags(sub)
     return parser
@@ -54,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                 train_run(config, args.runs_dir, progress=not args.quiet, log=log)
                 compile_run(args.runs_dir / config.name, log=log)
                 run_dir = args.runs_dir / config.name
-                manifests.append(export_run(run_dir, args.repository, args.keep_versions, log=log))
+                manifests.append(
+                    export_run(run_dir, args.repository, args.keep_versions, args.allow_breaking, log=log)
+                )
                 if args.quiet:
                     print(final_line(manifests[-1], args.repository))
             if not args.quiet:
@@ -65,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "verify":
                 verify_published(args.runs_dir / name, args.repository, log=log)
             else:
-                manifest = export_run(args.runs_dir / name, args.repository, args.keep_versions, log=log)
+                manifest = export_run(
+                    args.runs_dir / name, args.repository, args.keep_versions, args.allow_breaking, log=log
+                )
                 if args.quiet:
                     print(final_line(manifest, args.repository))
         return 0

@@ -7,12 +7,20 @@ manifest, opens one onnxruntime session from exactly the bytes it checked and ch
 and outputs against the manifest; anything wrong is a ModelLoadError and no model. `predict()` takes a
 float32 feature matrix; `encode_rows()` turns rows of named (or ordered) raw values into that matrix with
 the manifest's feature order and category codes (a date's ISO text and a boolean's yes / no through
-`serve.values`); `describe()` turns outputs into class names and probabilities, or named values.
+`serve.values`); `describe()` turns outputs into class names and probabilities, or named values. `schema`
+is what clients may know of it (contract.schema).
+
+The input rule, for every way a client names features (V1 rows, V2 inputs per feature, batch prediction's
+columns), is `encode_value` for one value and `encode_rows` for a row: a name that is not a feature is
+ignored (the caller tells the client which), a feature not given is a missing value, a row that gives
+no feature at all is refused, and a category matches its training text without surrounding spaces and
+case (contract.features.category_code).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -20,13 +28,15 @@ import numpy as np
 import onnxruntime as ort
 
 from contract.errors import ContractError
-from contract.features import is_missing
+from contract.features import category_code, category_lookup, is_missing
 from contract.repository import INPUT_NAME, MANIFEST, MODEL_FILE, expected_sha256
+from contract.schema import describe
 from serve.errors import BadRequest, ModelLoadError
 from serve.store import check_graph, read_version
 from serve.values import converted
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_TEXT = 4096  # characters of one text value in a request: no category or number is longer
 
 
 class Model:
@@ -37,9 +47,11 @@ class Model:
         self.manifest, self.session = manifest, session
         self.features: list[dict] = manifest["features"]  # in the graph's input order
         self.feature_index = {f["name"]: j for j, f in enumerate(self.features)}
-        self.category_codes = [dict(zip(f["labels"], f["categories"])) for f in self.features]
+        self.category_codes = [category_lookup(f["labels"], f["categories"]) for f in self.features]
         self.outputs: dict[str, dict] = {o["name"]: o for o in manifest["outputs"]}
         self.output_names = list(self.outputs)
+        self.schema = describe(manifest)
+        self.schema_json = json.dumps(self.schema, separators=(",", ":"))
         if len(self.features) != manifest["inputs"][0]["shape"][1]:
             raise ModelLoadError(f"{MANIFEST} features do not match the input width")
 
@@ -100,17 +112,12 @@ class Model:
 
     # -- named features in, named results out ------------------------------------------------------
     def encode_rows(self, rows: list) -> np.ndarray:
-        """Rows of raw values (dicts by feature name, or lists in feature order) → float32 matrix."""
+        """Rows of raw values (dicts by feature name, or lists in feature order) → float32 matrix. Names
+        that are not features are ignored (see `unknown_names`); a row that gives no feature is refused."""
         features = np.full((len(rows), self.n_features), np.nan, dtype=np.float32)
         for i, row in enumerate(rows):
             if isinstance(row, dict):
-                unknown = [k for k in row if k not in self.feature_index]
-                if unknown:
-                    raise BadRequest(
-                        f"row {i}: unknown feature name(s) {', '.join(map(repr, unknown[:5]))}; "
-                        f"model {self.name!r} takes {', '.join(self.feature_index)}"
-                    )
-                items = [(self.feature_index[k], v) for k, v in row.items()]
+                items = [(self.feature_index[k], v) for k, v in row.items() if k in self.feature_index]
             elif isinstance(row, list):
                 if len(row) != self.n_features:
                     raise BadRequest(
@@ -119,13 +126,38 @@ class Model:
                 items = list(enumerate(row))
             else:
                 raise BadRequest(f"row {i}: expected an object of named features or a list of values")
+            given = False
             for j, value in items:
+                if isinstance(value, str) and len(value) > MAX_TEXT:
+                    raise BadRequest(
+                        f"row {i}: feature {self.features[j]['name']!r}: a text of {len(value)} characters "
+                        f"(at most {MAX_TEXT})"
+                    )
                 features[i, j] = self.encode_value(j, value, i)
+                given = given or not is_missing_value(value)
+            if not given:
+                raise self.nothing_given(i, self.unknown_names([row]))
         return features
 
+    def unknown_names(self, rows: list) -> list[str]:
+        """The names in rows of named features that are not features, in order of first appearance."""
+        seen = dict.fromkeys(k for row in rows if isinstance(row, dict) for k in row)
+        return [k for k in seen if k not in self.feature_index]
+
+    def nothing_given(self, row: int, ignored: list[str] = ()) -> BadRequest:
+        """The refusal of a row that gives no feature (`ignored`: the names it gave that are not)."""
+        hint = f" (ignored, not features: {', '.join(repr(n[:100]) for n in ignored[:5])})" if ignored else ""
+        features = ", ".join(self.feature_index)
+        return BadRequest(
+            f"row {row}: every feature is missing{hint}; model {self.name!r} takes {features}"[:400]
+        )
+
     def encode_value(self, j: int, value, row: int) -> float:
+        """One raw value of feature j → what the graph takes: NaN for a missing value (None, or a
+        missing-value token), a category's code for its text, a number as it is (a categorical
+        feature's code); an unseen category is NaN too (all zeros in the one-hot)."""
         feature = self.features[j]
-        if value is None or (isinstance(value, str) and is_missing(value)):
+        if is_missing_value(value):
             return math.nan
         try:
             special = converted(feature["kind"], value)  # a date's ISO text, a boolean's yes / no
@@ -134,7 +166,7 @@ class Model:
         if special is not None:
             return special
         if isinstance(value, str) and feature["kind"] == "categorical":
-            code = self.category_codes[j].get(value.strip())
+            code = category_code(self.category_codes[j], value)
             if code is not None:
                 return code
         try:
@@ -142,7 +174,9 @@ class Model:
         except (TypeError, ValueError):
             if feature["kind"] == "categorical":
                 return math.nan  # a category never seen in training encodes as all zeros
-            raise BadRequest(f"row {row}: feature {feature['name']!r}: {value!r} is not a number") from None
+            raise BadRequest(
+                f"row {row}: feature {feature['name']!r}: {value!r:.200} is not a number"
+            ) from None
         if math.isinf(number) or abs(number) > FLOAT32_MAX:
             raise BadRequest(f"row {row}: feature {feature['name']!r} is infinite or beyond the FP32 range")
         return number
@@ -160,6 +194,15 @@ class Model:
             {"label": classes[int(label)], "probabilities": dict(zip(classes, map(float, p)))}
             for label, p in zip(outputs["label"], probabilities)
         ]
+
+
+def is_missing_value(value) -> bool:
+    """None, NaN, or a missing-value token (contract.features.MISSING)."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return is_missing(value)
+    return isinstance(value, float) and math.isnan(value)
 
 
 def has_infinity(features: np.ndarray) -> bool:

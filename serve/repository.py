@@ -6,6 +6,9 @@ so a broken file is not re-read until it changes; `apply()` swaps the result in 
 fresh dict. A request takes what `get()` finds once, so it never sees half an update, and a request that
 found a version keeps it, with its batching queue, until answered, however many swaps happen meanwhile.
 `changed()` is the poll's cheap look (a few stats per model) at what moved on disk since the last read.
+
+A new version whose input schema breaks the one clients use now (contract.schema: the default version's)
+is refused with the reason, unless manifest.json records that it was published with --allow-breaking.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from pathlib import Path
 
 from contract.errors import ContractError
 from contract.repository import is_model_name, published_versions, read_manifest
+from contract.schema import breaking_allowed, breaking_changes
 from serve.batching import Batcher, BatchingConfig
 from serve.errors import ModelLoadError, NotFound, Unavailable
 from serve.metrics import Metrics
 from serve.model import Model
 from serve.policy import PolicyError
-from serve.store import read_policy, signature, version_key
+from serve.store import read_config, read_policy, signature, version_key
+from serve.triton import ConfigError
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class ModelState:
     signature: tuple | None = None  # the directory as last read (see `signature`)
     attempts: dict[tuple, str] = field(default_factory=dict)  # Served.key → refusal, not retried
     unloaded: bool = False  # explicitly unloaded: not served, not polled, until loaded again
+    config: object = None  # config.pbtxt as Triton's ModelConfig message (None without one); never changed
 
     @property
     def default(self) -> Served | None:
@@ -92,8 +98,9 @@ class Repository:
         previous = self.states.get(name, ModelState())
         try:
             policy = read_policy(directory)
+            config = read_config(directory)
             manifest = read_manifest(directory)
-        except (ContractError, PolicyError) as exc:
+        except (ContractError, PolicyError, ConfigError) as exc:
             # the directory as a whole is unreadable: what was served stays served
             return ModelState(
                 versions=previous.versions,
@@ -101,6 +108,7 @@ class Repository:
                 error=str(exc),
                 signature=before,
                 attempts=previous.attempts,
+                config=previous.config,
             )
         served, refused, attempts = {}, {}, {}
         available = published_versions(directory)
@@ -119,11 +127,14 @@ class Repository:
             else:
                 try:
                     model = Model.load(directory, self.threads, version)
+                    check_schema(previous.default, model)
                     served[str(version)] = Served(model, Batcher(model, self.batching, self.metrics), key)
                 except ModelLoadError as exc:
                     refused[str(version)] = attempts[key] = str(exc)
         error = "" if available or policy.kind == "specific" else "no version directory with a model.onnx"
-        return ModelState(versions=served, refused=refused, error=error, signature=before, attempts=attempts)
+        return ModelState(
+            versions=served, refused=refused, error=error, signature=before, attempts=attempts, config=config
+        )
 
     # -- what requests see -------------------------------------------------------------------------
     def apply(self, name: str, state: ModelState | None) -> list[Served]:
@@ -209,6 +220,19 @@ class Repository:
             if state.error or state.unloaded or not (state.versions or state.refused):
                 rows.append({"name": name, "state": "UNAVAILABLE", "reason": state.error or state.reason})
         return [r for r in rows if r["state"] == "READY"] if ready_only else rows
+
+
+def check_schema(served: Served | None, model: Model) -> None:
+    """Refuse (ModelLoadError) a new version whose input schema breaks the served default's, unless its
+    manifest allows it."""
+    if served is None:
+        return
+    changes = breaking_changes(served.model.schema, model.schema)
+    if changes and not breaking_allowed(model.manifest, int(served.model.version), int(model.version)):
+        raise ModelLoadError(
+            f"its input schema breaks version {served.model.version}'s, which clients use now: "
+            f"{'; '.join(changes)} (publish it under a new model name, or export it with --allow-breaking)"
+        )
 
 
 def describe(name: str, state: ModelState | None) -> list[str]:

@@ -2,7 +2,8 @@
 
 `read_version` reads manifest.json and one version's model.onnx through one handle of the directory, so
 the two always come from the same publication; `check_graph` holds an onnxruntime session's inputs and
-outputs against the manifest; `read_policy` reads config.pbtxt's version_policy. `signature`,
+outputs against the manifest; `read_policy` reads config.pbtxt's version_policy, and `read_config` the
+whole of it as Triton's ModelConfig. `signature`,
 `identity` and `version_key` are what the repository poll compares to see that something moved on disk
 without reading it again.
 """
@@ -17,6 +18,7 @@ from contract.errors import ContractError
 from contract.repository import CONFIG, INPUT_NAME, MANIFEST, MODEL_FILE, expected_sha256, published_versions
 from serve.errors import ModelLoadError
 from serve.policy import PolicyError, VersionPolicy, version_policy
+from serve.triton import ConfigError, parse_config
 
 ORT_TYPES = {"tensor(float)": "FP32", "tensor(int64)": "INT64"}  # onnxruntime type → Open Inference Protocol
 
@@ -98,6 +100,17 @@ def read_policy(directory: Path) -> VersionPolicy:
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"cannot read {CONFIG}: {exc}") from None
     return version_policy(text)
+
+
+def read_config(directory: Path):
+    """config.pbtxt as Triton's ModelConfig message (None without one); ConfigError when it is not one."""
+    try:
+        text = (directory / CONFIG).read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {CONFIG}: {exc}") from None
+    return parse_config(text)
 
 
 def signature(directory: Path) -> tuple | None:

@@ -102,13 +102,22 @@ class GrpcServer:
         return response("ServerMetadata", **self.dataplane.server_metadata())
 
     async def model_metadata(self, request):
-        return response("ModelMetadata", **self.dataplane.model_metadata(request.name, request.version))
+        metadata = self.dataplane.model_metadata(request.name, request.version)
+        del metadata["parameters"]  # not in Triton's ModelMetadataResponse: the schema is in ModelConfig's
+        return response("ModelMetadata", **metadata)
 
     async def model_infer(self, request) -> bytes:
         served = self.dataplane.served(request.model_name, request.model_version)
-        decoded = decode_infer(request, served.model, self.config.max_rows)
-        results = await self.dataplane.infer(served, decoded.features)
-        return encode_infer(served.model, decoded, results)
+        with self.dataplane.counting(served):
+            decoded = decode_infer(request, served.model, self.config.max_rows)
+            results = await self.dataplane.infer(served, decoded.features)
+            return encode_infer(served.model, decoded, results)
+
+    async def model_config(self, request):
+        return response("ModelConfig", config=self.dataplane.model_config(request.name, request.version))
+
+    async def model_statistics(self, request):
+        return self.dataplane.statistics(request.name, request.version)
 
     async def repository_index(self, request):
         return response("RepositoryIndex", models=self.dataplane.index(ready_only=request.ready))
@@ -129,6 +138,8 @@ RPCS = {  # RPC → (handler, endpoint label for metrics: HTTP's labels, prefixe
     "ServerMetadata": (GrpcServer.server_metadata, "grpc_metadata"),
     "ModelMetadata": (GrpcServer.model_metadata, "grpc_metadata"),
     "ModelInfer": (GrpcServer.model_infer, "grpc_infer"),
+    "ModelConfig": (GrpcServer.model_config, "grpc_metadata"),
+    "ModelStatistics": (GrpcServer.model_statistics, "grpc_metadata"),
     "RepositoryIndex": (GrpcServer.repository_index, "grpc_repository"),
     "RepositoryModelLoad": (GrpcServer.repository_model_load, "grpc_repository"),
     "RepositoryModelUnload": (GrpcServer.repository_model_unload, "grpc_repository"),

@@ -29,6 +29,7 @@ from serve.errors import (
     Unavailable,
 )
 from serve.http import codec
+from serve.triton import json_form
 
 JSON = [(b"content-type", b"application/json")]
 
@@ -105,16 +106,25 @@ class App:
         body = self.dataplane.model_metadata(params["name"], params.get("version"))
         return 200, codec.encode_json(body), JSON
 
+    async def model_config(self, scope, receive, params):
+        config = self.dataplane.model_config(params["name"], params.get("version"))
+        return 200, codec.encode_json(json_form(config)), JSON
+
+    async def statistics(self, scope, receive, params):
+        stats = self.dataplane.statistics(params.get("name", ""), params.get("version", ""))
+        return 200, codec.encode_json(json_form(stats)), JSON
+
     async def infer(self, scope, receive, params):
         served = self.dataplane.served(params["name"], params.get("version"))
-        body = await self.read_body(scope, receive)
-        header_length = next(
-            (v.decode("latin-1") for k, v in scope["headers"] if k == b"inference-header-content-length"),
-            None,
-        )
-        request = codec.decode_v2(body, header_length, served.model, self.config.max_rows)
-        results = await self.dataplane.infer(served, request.features)
-        payload, headers = codec.encode_v2(served.model, request, results)
+        with self.dataplane.counting(served):
+            body = await self.read_body(scope, receive)
+            header_length = next(
+                (v.decode("latin-1") for k, v in scope["headers"] if k == b"inference-header-content-length"),
+                None,
+            )
+            request = codec.decode_v2(body, header_length, served.model, self.config.max_rows)
+            results = await self.dataplane.infer(served, request.features)
+            payload, headers = codec.encode_v2(served.model, request, results)
         return 200, payload, [(k.encode(), v.encode()) for k, v in headers.items()]
 
     async def repository_index(self, scope, receive, params):
@@ -149,10 +159,12 @@ class App:
 
     async def v1_predict(self, scope, receive, params):
         served = self.dataplane.served(params["name"])
-        body = await self.read_body(scope, receive)
-        features = served.model.check_features(codec.decode_v1(body, served.model, self.config.max_rows))
-        results = await self.dataplane.infer(served, features)
-        return 200, codec.encode_v1(served.model, results), JSON
+        with self.dataplane.counting(served):
+            body = await self.read_body(scope, receive)
+            features, ignored = codec.decode_v1(body, served.model, self.config.max_rows)
+            results = await self.dataplane.infer(served, served.model.check_features(features))
+            answer = codec.encode_v1(served.model, results, ignored)
+        return 200, answer, JSON
 
     async def metrics_text(self, scope, receive, params):
         body = self.dataplane.metrics.render()
@@ -165,6 +177,9 @@ ROUTES = [  # (method, pattern on the raw path, handler, endpoint label for metr
     ("GET", r"/v2/health/ready", App.ready, "health"),
     ("GET", r"/v2", App.server_metadata, "metadata"),
     ("GET", rf"/v2/models/{MODEL}/ready", App.model_ready, "health"),
+    ("GET", r"/v2/models/stats", App.statistics, "metadata"),  # before a model named "stats"
+    ("GET", rf"/v2/models/{MODEL}/config", App.model_config, "metadata"),
+    ("GET", rf"/v2/models/{MODEL}/stats", App.statistics, "metadata"),
     ("GET", rf"/v2/models/{MODEL}", App.model_metadata, "metadata"),
     ("POST", rf"/v2/models/{MODEL}/infer", App.infer, "v2_infer"),
     ("POST", r"/v2/repository/index", App.repository_index, "metadata"),

@@ -1,13 +1,16 @@
 """Arrow record batches → the model's float32 feature matrix, by the rules of `Model.encode_rows`.
 
 Those rules, column by column and without a Python loop over rows:
-- a missing token ("", NA, nan, n/a, ?, null, none; any case, stripped) or a null is NaN;
+- a missing token ("", NA, nan, n/a, ?, null, none; any case, stripped) or a null is NaN, and so is a
+  feature the table has no column for;
 - a numeric feature is its number; text that is not a number is an error naming the cell;
-- a categorical feature's text maps through the manifest's labels → codes; a number is its own code;
-  text never seen in training is NaN (it encodes as all zeros inside the model);
+- a categorical feature's text maps through the manifest's labels → codes (spaces around it and case
+  aside, contract.features.category_code); a number is its own code; text never seen in training is NaN
+  (it encodes as all zeros inside the model);
 - a date feature's ISO text is seconds since the epoch, UTC (a Parquet date or timestamp too); a boolean
   feature's true / yes / 1 is 1, false / no / 0 is 0 (a Parquet bool too): `serve.values`;
-- ±inf, or a number beyond the FP32 range, is an error naming the cell.
+- ±inf, or a number beyond the FP32 range, is an error naming the cell;
+- a row whose every feature is missing is an error naming the row.
 Categorical, date and boolean columns go by distinct value: each distinct text goes through
 `Model.encode_value` itself, once, and the values are gathered by index. Numeric text goes through
 Arrow's parser (numbers written as the training table wrote them: decimal commas, thousands separators);
@@ -23,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from contract.features import MISSING
+from contract.features import MISSING, is_missing
 from contract.tables import GROUPED
 from serve.errors import BadRequest
 from serve.model import Model
@@ -35,10 +38,11 @@ SEEN_LIMIT = (
 
 
 class CellError(Exception):
-    """A cell that cannot be encoded: its row in the batch (None: the whole column), its column, and why."""
+    """A cell that cannot be encoded: its row in the batch (None: the whole column), its column (None: the
+    whole row), and why."""
 
-    def __init__(self, row: int | None, column: str, reason: str):
-        super().__init__(f"column {column!r}: {reason}")
+    def __init__(self, row: int | None, column: str | None, reason: str):
+        super().__init__(reason if column is None else f"column {column!r}: {reason}")
         self.row, self.column, self.reason = row, column, reason
 
 
@@ -58,14 +62,29 @@ class BatchEncoder:
         """(rows, n_features) float32, C order, NaN for missing; raises CellError."""
         # Filled one feature per row of a (features, rows) array, then transposed once: contiguous writes.
         columns = np.empty((len(self.names), batch.num_rows), np.float32)
+        given = np.zeros(batch.num_rows, bool)  # rows with some feature not missing
+        present = set(batch.schema.names)
         with np.errstate(over="ignore"):  # beyond FP32 becomes inf here and is reported below
             for j, name in enumerate(self.names):
+                if name not in present:  # no such column: the feature is missing in every row
+                    columns[j] = np.nan
+                    continue
                 column = batch.column(name)
-                columns[j] = self.by_distinct(j, column) if self.by_text[j] else self.numbers(j, column)
+                if self.by_text[j]:
+                    columns[j], known = self.by_distinct(j, column)
+                else:
+                    columns[j] = self.numbers(j, column)
+                    known = ~np.isnan(columns[j])
+                given |= known
         if np.isinf(columns).any():
             j, row = map(int, np.argwhere(np.isinf(columns))[0])
             value = batch.column(self.names[j])[row].as_py()
             raise CellError(row, self.names[j], f"{value!r} is infinite or beyond the FP32 range")
+        if not given.all():
+            taken = ", ".join(self.names)
+            raise CellError(
+                int(np.argmin(given)), None, f"every feature is missing (the model takes {taken})"
+            )
         return np.ascontiguousarray(columns.T)
 
     def numbers(self, j: int, column: pa.Array) -> np.ndarray:
@@ -102,16 +121,19 @@ class BatchEncoder:
             values[row] = math.nan if text is None else self.encode_value(j, text, row)
         return values
 
-    def by_distinct(self, j: int, column: pa.Array) -> np.ndarray:
+    def by_distinct(self, j: int, column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """(values, whether each cell is given: not null, not a missing token; an unseen text is given)."""
         if not (pa.types.is_dictionary(column.type) or pa.types.is_string(column.type)):
             if pa.types.is_large_string(column.type):
                 column = column.cast(pa.string())
             else:  # numeric codes, seconds, 0/1 are their own values; typed dates and booleans converted
-                return self.numbers(j, column)
+                values = self.numbers(j, column)
+                return values, ~np.isnan(values)
         encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
         texts = encoded.dictionary.to_pylist()
         codes = np.empty(len(texts) + 1)
         codes[-1] = math.nan  # where the cell is null
+        given = np.array([text is not None and not is_missing(text) for text in texts] + [False])
         seen = self.seen[j]
         for k, text in enumerate(texts):
             code = seen.get(text)
@@ -125,7 +147,7 @@ class BatchEncoder:
                     seen[text] = code
             codes[k] = code
         indices = encoded.indices.fill_null(len(texts)).to_numpy(zero_copy_only=False)
-        return codes[indices]
+        return codes[indices], given[indices]
 
     def encode_value(self, j: int, text: str, row: int) -> float:
         """The runtime's own rule for one cell; its refusal becomes a CellError for this row."""

@@ -38,10 +38,11 @@ class TableError(Exception):
 
 @dataclass
 class Chunk:
-    batch: pa.RecordBatch  # the wanted columns, named as the model and --keep name them
+    batch: pa.RecordBatch  # the wanted columns the file has, named as the model and --keep name them
     path: Path
     first_row: int  # position of the batch's first row among its file's data rows (0-based)
     csv: bool
+    file_columns: tuple[str, ...] = ()  # every column of its file (partition columns included)
 
     def where(self, i: int) -> str:
         """Where row i of the batch is, as a person finds it: a CSV line (the header is line 1; exact
@@ -51,21 +52,26 @@ class Chunk:
 
 
 def read_chunks(
-    data: str, wanted: dict[str, str], delimiter: str | None = None, decimal: str = "."
+    data: str,
+    wanted: dict[str, str],
+    delimiter: str | None = None,
+    decimal: str = ".",
+    optional: frozenset = frozenset(),
 ) -> Iterator[Chunk]:
-    """Batches of the `wanted` columns (name → "number" or "text") from every file of `data`. A CSV
-    file's separator is `delimiter`, else sniffed from its header as training sniffs it
+    """Batches of the `wanted` columns (name → "number" or "text") from every file of `data`; a file
+    without one of them is an error, unless it is `optional` (then its batches lack it). A CSV file's
+    separator is `delimiter`, else sniffed from its header as training sniffs it
     (`contract.tables.sniff_delimiter`); `decimal` is its numbers' decimal mark."""
     try:
         resolved = resolve(data)
     except ContractError as exc:
         raise TableError(str(exc)) from None
     if resolved.format == "parquet":
-        yield from parquet_chunks(resolved.files, resolved.root, list(wanted))
+        yield from parquet_chunks(resolved.files, resolved.root, list(wanted), optional)
         return
     for path in resolved.files:
         sep = delimiter or sniffed_delimiter(path)
-        yield from csv_chunks(path, wanted, sep, hive_values(path, resolved.root), decimal)
+        yield from csv_chunks(path, wanted, sep, hive_values(path, resolved.root), optional, decimal)
 
 
 def sniffed_delimiter(path: Path) -> str:
@@ -85,12 +91,18 @@ def listing(names, limit: int = 12) -> str:
 
 
 def csv_chunks(
-    path: Path, wanted: dict[str, str], delimiter: str, partition: dict, decimal: str = "."
+    path: Path,
+    wanted: dict[str, str],
+    delimiter: str,
+    partition: dict,
+    optional: frozenset = frozenset(),
+    decimal: str = ".",
 ) -> Iterator[Chunk]:
     parse = pacsv.ParseOptions(delimiter=delimiter)
     header = csv_header(path, parse)
     names = {name.strip(): name for name in header}  # the runtime matches stripped header names
-    absent = [c for c in wanted if c not in names and c not in partition]
+    file_columns = tuple(dict.fromkeys([*names, *partition]))
+    absent = [c for c in wanted if c not in names and c not in partition and c not in optional]
     if absent:
         raise TableError(f"{path} lacks column(s) {', '.join(absent)} (it has: {listing(names)})")
     read = [c for c in wanted if c in names]
@@ -114,9 +126,9 @@ def csv_chunks(
                 if skip >= batch.num_rows:
                     skip -= batch.num_rows
                     continue
-                batch = with_partitions(batch.slice(skip), read, partition)
+                batch = with_partitions(batch.slice(skip), read, partition, wanted)
                 skip = 0
-                yield Chunk(batch, path, done, csv=True)
+                yield Chunk(batch, path, done, csv=True, file_columns=file_columns)
                 done += batch.num_rows
             return
         except OSError as exc:
@@ -144,10 +156,11 @@ def csv_header(path: Path, parse: pacsv.ParseOptions) -> list[str]:
     return names
 
 
-def with_partitions(batch: pa.RecordBatch, read: list[str], partition: dict) -> pa.RecordBatch:
+def with_partitions(batch: pa.RecordBatch, read: list[str], partition: dict, wanted) -> pa.RecordBatch:
+    """The batch with the wanted partition columns the file's own columns do not have."""
     arrays, names = list(batch.columns), list(read)
     for name, value in partition.items():
-        if name not in read:
+        if name not in read and name in wanted:
             arrays.append(pa.array([value] * batch.num_rows, pa.string()))
             names.append(name)
     return pa.RecordBatch.from_arrays(arrays, names=names)
@@ -193,7 +206,9 @@ def invalid_row(path: Path, parse: pacsv.ParseOptions) -> tuple[int | None, int,
     return found[0] if found else (None, 0, 0)
 
 
-def parquet_chunks(files: list[Path], root: Path | None, columns: list[str]) -> Iterator[Chunk]:
+def parquet_chunks(
+    files: list[Path], root: Path | None, columns: list[str], optional: frozenset
+) -> Iterator[Chunk]:
     import pyarrow.parquet as pq  # here: a CSV run does not pay for importing it
 
     for path in files:
@@ -203,7 +218,8 @@ def parquet_chunks(files: list[Path], root: Path | None, columns: list[str]) -> 
             # whole); a buffered stream holds about `buffer_size` per column whatever the groups' size.
             source = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
             names = source.schema_arrow.names
-            absent = [c for c in columns if c not in names and c not in partition]
+            file_columns = tuple(dict.fromkeys([*names, *partition]))
+            absent = [c for c in columns if c not in names and c not in partition and c not in optional]
             if absent:
                 raise TableError(f"{path} lacks column(s) {', '.join(absent)} (it has: {listing(names)})")
             read = [c for c in columns if c in names]
@@ -213,7 +229,8 @@ def parquet_chunks(files: list[Path], root: Path | None, columns: list[str]) -> 
             # is not what limits the rows/s.
             batches = source.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=read, use_threads=False)
             for batch in batches:
-                yield Chunk(with_partitions(batch, read, partition), path, done, csv=False)
+                chunk = with_partitions(batch, read, partition, columns)
+                yield Chunk(chunk, path, done, csv=False, file_columns=file_columns)
                 done += batch.num_rows
         except (pa.ArrowException, OSError) as exc:
             raise TableError(f"{path}: {str(exc).splitlines()[0]}") from None

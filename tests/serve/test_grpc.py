@@ -61,8 +61,9 @@ def held_out_rows(trained, name, n=40):
 
 
 def test_our_messages_are_tritons_on_the_wire():
-    """Every message and field we define exists in Triton's grpc_service.proto (as tritonclient ships
-    it) with the same number, type and label, and every RPC has Triton's request and response types."""
+    """Every message and field we define, and every message they use (ModelConfig's whole tree
+    included), exists in Triton's grpc_service.proto and model_config.proto (as tritonclient ships them)
+    with the same number, type and label, and every RPC has Triton's request and response types."""
     ours, theirs = POOL.FindServiceByName("inference.GRPCInferenceService"), service_pb2.DESCRIPTOR
     triton_service = theirs.services_by_name["GRPCInferenceService"]
 
@@ -74,7 +75,17 @@ def test_our_messages_are_tritons_on_the_wire():
             found.update({f"{nested.name}.{k}": v for k, v in fields(nested).items()})
         return found
 
-    checked = 0
+    def used(message, seen):
+        if message.full_name in seen:
+            return
+        seen[message.full_name] = message
+        for f in message.fields:
+            if f.message_type is not None:
+                used(f.message_type, seen)
+        for nested in message.nested_types:
+            used(nested, seen)
+
+    checked, seen = 0, {}
     for method in ours.methods:
         reference = triton_service.methods_by_name[method.name]
         for mine, tritons in (
@@ -82,10 +93,14 @@ def test_our_messages_are_tritons_on_the_wire():
             (method.output_type, reference.output_type),
         ):
             assert mine.full_name == tritons.full_name
-            mine_fields, triton_fields = fields(mine), fields(tritons)
-            assert mine_fields == {k: triton_fields.get(k) for k in mine_fields}
+            used(mine, seen)
             checked += 1
-    assert checked == 18
+    assert checked == 22 and "inference.ModelConfig" in seen and "inference.StatisticDuration" in seen
+    pool = theirs.pool
+    for name, mine in seen.items():
+        mine_fields, triton_fields = fields(mine), fields(pool.FindMessageTypeByName(name))
+        assert mine_fields == {k: triton_fields.get(k) for k in mine_fields}, name
+    assert len(seen) > 60  # ModelConfig's tree is large; a trimmed copy would show here
 
 
 def test_health_and_metadata_through_tritonclient(client, repository):
@@ -96,7 +111,7 @@ def test_health_and_metadata_through_tritonclient(client, repository):
     metadata = client.get_server_metadata()
     assert (metadata.name, list(metadata.extensions)) == (
         "tabular-deploy",
-        ["binary_tensor_data", "model_repository"],
+        ["binary_tensor_data", "model_repository", "model_configuration", "statistics"],
     )
     for name in builtin_names():
         manifest = json.loads((repository / name / "manifest.json").read_text())
@@ -247,11 +262,13 @@ def test_errors_have_their_code_and_the_http_message(server, stub, case, raw):
         ),
         (
             lambda r: r.inputs.add(name="features", datatype="FP32", shape=[1, 16]),
-            "model 'zoo-mammal' takes exactly one input named 'features', got ['features', 'features']",
+            "input 'features' is given twice",
         ),
         (
             lambda r: r.ClearField("inputs"),
-            "model 'zoo-mammal' takes exactly one input named 'features', got []",
+            "model 'zoo-mammal' takes input 'features' [rows, 16] or inputs named after its features (hair, "
+            "feathers, eggs, milk, airborne, aquatic, predator, toothed, backbone, breathes, venomous, fins, "
+            "legs, tail, domestic, catsize), got []",
         ),
     ],
 )
@@ -292,7 +309,7 @@ def test_undecodable_message_is_invalid_argument(server):
 
 def test_rpcs_not_served_are_unimplemented(client):
     with pytest.raises(InferenceServerException) as error:
-        client.get_model_config("zoo-mammal")
+        client.get_trace_settings("zoo-mammal")
     assert error.value.status() == "StatusCode.UNIMPLEMENTED"
 
 

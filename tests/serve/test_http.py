@@ -54,7 +54,12 @@ def test_health_and_metadata_through_tritonclient(client, repository):
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready("auto-mpg") and client.is_model_ready("auto-mpg", "1")
     assert not client.is_model_ready("auto-mpg", "2") and not client.is_model_ready("nope")
-    assert client.get_server_metadata()["extensions"] == ["binary_tensor_data", "model_repository"]
+    assert client.get_server_metadata()["extensions"] == [
+        "binary_tensor_data",
+        "model_repository",
+        "model_configuration",
+        "statistics",
+    ]
     metadata = client.get_model_metadata("zoo-multiclass")
     manifest = json.loads((repository / "zoo-multiclass" / "manifest.json").read_text())
     assert metadata == {
@@ -63,6 +68,7 @@ def test_health_and_metadata_through_tritonclient(client, repository):
         "platform": "onnxruntime_onnx",
         "inputs": manifest["inputs"],
         "outputs": manifest["outputs"],
+        "parameters": {"schema": Model.load(repository / "zoo-multiclass").schema_json},
     }
     assert client.get_model_metadata("zoo-multiclass", "1") == metadata
 
@@ -171,7 +177,9 @@ ERRORS = [  # (method, path, body, headers, status, exact error message)
         v2([ROW], name="x"),
         {},
         400,
-        "model 'zoo-mammal' takes exactly one input named 'features', got ['x']",
+        "model 'zoo-mammal' takes input 'features' [rows, 16] or inputs named after its features (hair, "
+        "feathers, eggs, milk, airborne, aquatic, predator, toothed, backbone, breathes, venomous, fins, "
+        "legs, tail, domestic, catsize), got ['x']",
     ),
     (
         "POST",
@@ -252,9 +260,9 @@ ERRORS = [  # (method, path, body, headers, status, exact error message)
         {"instances": [{"wings": 2}]},
         {},
         400,
-        "row 0: unknown feature name(s) 'wings'; model 'zoo-mammal' takes hair, feathers, eggs, milk, "
-        "airborne, "
-        "aquatic, predator, toothed, backbone, breathes, venomous, fins, legs, tail, domestic, catsize",
+        "row 0: every feature is missing (ignored, not features: 'wings'); model 'zoo-mammal' takes hair, "
+        "feathers, eggs, milk, airborne, aquatic, predator, toothed, backbone, breathes, venomous, fins, "
+        "legs, tail, domestic, catsize",
     ),
     (
         "POST",

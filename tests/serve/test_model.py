@@ -87,7 +87,10 @@ def test_describe_gives_class_names_and_probabilities(repository):
 @pytest.mark.parametrize(
     "rows,message",
     [
-        ([{"wings": 1}], "unknown feature name(s) 'wings'"),
+        ([{"wings": 1}], "row 0: every feature is missing (ignored, not features: 'wings')"),
+        ([{}], "row 0: every feature is missing; model 'zoo-mammal' takes hair, feathers"),
+        ([{"hair": None, "legs": " NA "}], "row 0: every feature is missing; model 'zoo-mammal'"),
+        ([{"legs": "x" * 5000}], "feature 'legs': a text of 5000 characters (at most 4096)"),
         ([[1, 2]], "2 values, model 'zoo-mammal' takes 16"),
         ([{"legs": "many"}], "feature 'legs': 'many' is not a number"),
         ([{"legs": float("inf")}], "feature 'legs' is infinite or beyond the FP32 range"),

@@ -297,12 +297,7 @@ def bad_tables(tmp_path: Path) -> dict[str, str]:
         change(copy)
         return str(write_rows(tmp_path / name, header, copy, **dialect))
 
-    missing = tmp_path / "missing.csv"
-    write_rows(
-        missing,
-        [h for h in header if h != "weight"],
-        [[v for j, v in enumerate(r) if j != weight] for r in rows],
-    )
+    features = [j for j, h in enumerate(header) if h not in ("mpg", "car_name")]
     text_parquet = tmp_path / "text.parquet"
     columns = {name: [r[j] for r in rows] for j, name in enumerate(header)}
     columns["weight"][6] = "heavy"
@@ -311,7 +306,7 @@ def bad_tables(tmp_path: Path) -> dict[str, str]:
         "text": variant("text.csv", lambda r: r[2].__setitem__(weight, "abc")),
         "infinite": variant("inf.csv", lambda r: r[9].__setitem__(weight, "inf")),
         "fields": variant("fields.csv", lambda r: r[4].append("extra")),
-        "missing": str(missing),
+        "blank": variant("blank.csv", lambda r: [r[5].__setitem__(j, " ") for j in features]),
         "parquet": str(text_parquet),
         "nothing": str(tmp_path / "no-such-file.csv"),
     }
@@ -323,7 +318,7 @@ def bad_tables(tmp_path: Path) -> dict[str, str]:
         ("text", "out.csv", "text.csv line 4: column 'weight': 'abc' is not a number"),
         ("infinite", "out.csv", "inf.csv line 11: column 'weight': inf is infinite or beyond the FP32 range"),
         ("fields", "out.csv", "fields.csv line 6: 10 fields where the header has 9"),
-        ("missing", "out.csv", "missing.csv lacks column(s) weight"),
+        ("blank", "out.csv", "blank.csv line 7: every feature is missing (the model takes cylinders, "),
         ("parquet", "out.parquet", "text.parquet row 7: column 'weight': 'heavy' is not a number"),
         ("nothing", "out.csv", "no such file: "),
         ("model", "out.csv", "cannot load"),

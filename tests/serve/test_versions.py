@@ -151,6 +151,33 @@ def test_poll_serves_new_versions_refuses_broken_ones_and_drops_removed_models(r
         assert http_infer(address) == (404, {"error": f"unknown model '{MODEL}'"})
 
 
+def rename_feature(manifest: dict) -> None:
+    """A breaking change the graph does not see: `model_year` is called `year` from now on."""
+    next(f for f in manifest["features"] if f["name"] == "model_year")["name"] = "year"
+
+
+def test_a_version_that_breaks_the_served_schema_is_refused_unless_allowed(repo):
+    original = (repo / MODEL / "1" / "model.onnx").read_bytes()
+    config = ServerConfig(repository=repo, poll_s=0.05)
+    with running(Server(config, log=quiet)) as address:
+        publish_version(repo, shifted(original, 10.0), edit=rename_feature)  # as if copied in by hand
+        wait_for(lambda: (MODEL, "2", "UNAVAILABLE") in index_of(address))
+        assert index_of(address) == [(MODEL, "1", "READY"), (MODEL, "2", "UNAVAILABLE")]
+        reason = json_request(address, "POST", "/v2/repository/index", {})[1][1]["reason"]
+        assert reason == (
+            "its input schema breaks version 1's, which clients use now: feature(s) removed: 'model_year'; "
+            "feature(s) added: 'year' (publish it under a new model name, or export it with --allow-breaking)"
+        )
+        row = {"instances": [{"cylinders": 4, "model_year": 80}]}
+        assert json_request(address, "POST", f"/v1/models/{MODEL}:predict", row)[0] == 200  # 1 serves on
+        publish_version(repo, shifted(original, 20.0), breaking=["renamed"])  # its manifest says year too
+        wait_for(lambda: index_of(address)[:1] == [(MODEL, "3", "READY")])
+        status, body = json_request(address, "POST", f"/v1/models/{MODEL}:predict", row)
+        assert status == 200 and body["ignored"] == ["model_year"]  # clients of version 1 now see the break
+        metadata = json_request(address, "GET", f"/v2/models/{MODEL}")[1]
+        assert "year" in [f["name"] for f in json.loads(metadata["parameters"]["schema"])["features"]]
+
+
 def test_explicit_unload_and_load_over_http_and_grpc(repo):
     original = (repo / MODEL / "1" / "model.onnx").read_bytes()
     config = ServerConfig(repository=repo, poll_s=0.05)

@@ -240,7 +240,9 @@ def test_overload_answers_503_promptly_then_recovers(repository):
 
 async def burst_of_one(port: int) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    status, _, _ = await exchange(reader, writer, f"/v1/models/{MODEL}:predict", b'{"instances": [{}]}', {})
+    status, _, _ = await exchange(
+        reader, writer, f"/v1/models/{MODEL}:predict", b'{"instances": [{"cylinders": 4}]}', {}
+    )
     writer.close()
     return status
 
