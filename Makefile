@@ -5,12 +5,15 @@ PY := $(VENV)/bin/python
 RUNS ?= runs
 MODEL ?=
 comma := ,
-MODEL_FLAGS := $(foreach m,$(subst $(comma), ,$(MODEL)),--model $(m))
+MODEL_FLAGS = $(foreach m,$(subst $(comma), ,$(MODEL)),--model $(call quote,$(m)))
 # Your own table: make all DATA=file.csv TARGET=column [ARGS="--epochs 50 ..."]
 DATA ?=
 TARGET ?=
 ARGS ?=
-TABLE_FLAGS := $(if $(DATA),--data $(DATA) --target $(TARGET),) $(ARGS)
+# Paths and names reach the command as single words, spaces and glob characters intact ('my data/*.csv');
+# `quote` wraps a value in single quotes for the shell (a quote inside it is written '\'').
+quote = '$(subst ','\'',$(1))'
+TABLE_FLAGS = $(if $(DATA),--data $(call quote,$(DATA)) --target $(call quote,$(TARGET)),) $(ARGS)
 
 .DEFAULT_GOAL := all
 REPOSITORY ?= models
@@ -40,25 +43,26 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 all: install
-	$(PY) -m export all --runs-dir $(RUNS) --repository $(REPOSITORY) $(MODEL_FLAGS) $(TABLE_FLAGS)
+	$(PY) -m export all --runs-dir $(call quote,$(RUNS)) --repository $(call quote,$(REPOSITORY)) $(MODEL_FLAGS) $(TABLE_FLAGS)
 
 train: install
-	$(PY) -m pipeline train --runs-dir $(RUNS) $(MODEL_FLAGS) $(TABLE_FLAGS)
+	$(PY) -m pipeline train --runs-dir $(call quote,$(RUNS)) $(MODEL_FLAGS) $(TABLE_FLAGS)
 
 export: install
-	$(PY) -m export export --runs-dir $(RUNS) --repository $(REPOSITORY) $(MODEL_FLAGS)
+	$(PY) -m export export --runs-dir $(call quote,$(RUNS)) --repository $(call quote,$(REPOSITORY)) $(MODEL_FLAGS)
 
 verify: install
-	$(PY) -m export verify --runs-dir $(RUNS) --repository $(REPOSITORY) $(MODEL_FLAGS)
+	$(PY) -m export verify --runs-dir $(call quote,$(RUNS)) --repository $(call quote,$(REPOSITORY)) $(MODEL_FLAGS)
 
 serve: install
-	$(PY) -m serve serve --repository $(REPOSITORY) --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) \
+	$(PY) -m serve serve --repository $(call quote,$(REPOSITORY)) --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) \
 		--workers $(WORKERS)
 
 # make predict MODEL=auto-mpg DATA=cars.csv [OUT=predictions.csv|.parquet] [KEEP=car_name] (CSV= works too)
 predict: install
 	@test -n "$(MODEL)" -a -n "$(DATA)$(CSV)" || { echo "usage: make predict MODEL=name DATA=file|dir|'glob' [OUT=out.csv|out.parquet] [KEEP=col,...]" >&2; exit 2; }
-	$(PY) -m serve predict --model $(REPOSITORY)/$(MODEL) --data "$(or $(DATA),$(CSV))" $(if $(OUT),--out $(OUT),) $(if $(KEEP),--keep $(KEEP),)
+	$(PY) -m serve predict --model $(call quote,$(REPOSITORY)/$(MODEL)) --data $(call quote,$(or $(DATA),$(CSV))) \
+		$(if $(OUT),--out $(call quote,$(OUT)),) $(if $(KEEP),--keep $(call quote,$(KEEP)),)
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[bench]"
@@ -66,9 +70,9 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 
 # Ratios measured side by side in one run; all numbers also go to bench-results/results.json.
 bench: $(VENV)/.bench-installed
-	@test -f $(REPOSITORY)/zoo-multiclass/manifest.json || $(MAKE) all
+	@test -f $(call quote,$(REPOSITORY)/zoo-multiclass/manifest.json) || $(MAKE) all
 	@command -v wrk >/dev/null || echo "wrk not found (apt-get install wrk): HTTP load comes from the built-in asyncio client"
-	$(PY) -m bench --repository $(REPOSITORY) --runs-dir $(RUNS)
+	$(PY) -m bench --repository $(call quote,$(REPOSITORY)) --runs-dir $(call quote,$(RUNS))
 
 # As root, the image tests' podman, runc, debootstrap and base image are installed and built first when
 # missing (elsewhere those tests skip, saying why); the tests build the image from the tree itself.

@@ -12,10 +12,20 @@
   `.txt` files it matches are read;
 - an existing path is taken as it is before it is tried as a glob; files of both formats together are
   refused.
+
+How a CSV is written, when the user does not say (`--delimiter`, `--decimal`):
+- the **separator** is sniffed from the header line: the most frequent of `,` `;` tab `|` outside quotes
+  (a header without any is one column: the suffix's default, tab for `.tsv`, else a comma);
+  `--delimiter` also takes `tab` or `\\t`;
+- **decimal commas** (`3,75`): a `;`-separated table whose sampled values in some column are all
+  comma-decimal numbers (`3,75`, `12`) has decimal commas;
+- **thousands separators** (`"3,750"`, `"1,234,567.5"`): a column whose values are all numbers, some of
+  them grouped by commas, is numeric (with a decimal point only).
 """
 
 from __future__ import annotations
 
+import csv
 import glob
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +36,11 @@ CSV_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}  # suffix → default de
 PARQUET_SUFFIXES = (".parquet", ".pq")
 COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")  # a compressed CSV is read as it is (data.csv.gz)
 GLOB_CHARACTERS = "*?["
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}  # what sniffing chooses from
+DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+INTEGER = r"^[+-]?\d+$"
+COMMA_DECIMAL = r"^[+-]?\d*,\d+$"  # 3,75 (also 3,750: only a ;-separated table reads it so)
+GROUPED = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"  # 3,750 and 1,234,567.5
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,29 @@ def file_format(path: Path) -> str:
 
 def default_delimiter(path: Path) -> str:
     return CSV_SUFFIXES.get(format_suffix(path), ",")
+
+
+def delimiter_from(text: str) -> str:
+    """A `--delimiter` value: one character, or `tab` / `\\t` (as a shell passes it) for a tab."""
+    delimiter = DELIMITER_NAMES.get(text.lower(), text)
+    if len(delimiter) != 1 or delimiter in '\r\n"':
+        raise ContractError(f"delimiter must be one character (or tab), got {text!r}")
+    return delimiter
+
+
+def delimiter_name(delimiter: str) -> str:
+    return f"{delimiter!r} ({DELIMITERS[delimiter]})" if delimiter in DELIMITERS else repr(delimiter)
+
+
+def sniff_delimiter(header: str, default: str) -> str:
+    """The separator of a header line: the most frequent of DELIMITERS outside quoted names (ties go
+    to the earlier in DELIMITERS); `default` when the line holds none of them (a single column)."""
+    counts = dict.fromkeys(DELIMITERS, 0)
+    for delimiter in DELIMITERS:
+        fields = next(csv.reader([header], delimiter=delimiter), [])
+        counts[delimiter] = len(fields) - 1
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > 0 else default
 
 
 def is_table_file(path: Path, txt: bool) -> bool:

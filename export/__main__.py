@@ -6,10 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from export.run import export_run, summary_table, verify_published
+from export.run import export_run, final_line, summary_table, verify_published
 from export.verify import VerificationError
 from pipeline.cli import add_config_flags, add_model_flags, configs_from_args
 from pipeline.config import load_config, selected_models
+from pipeline.display import warnings_only
 from pipeline.errors import PipelineError, disk_error
 from pipeline.run import compile_run, train_run
 
@@ -51,25 +52,32 @@ def model_names(args) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    log = warnings_only if args.quiet else print
     try:
         manifests = []
         if args.command == "all":
             for config in configs_from_args(args):
-                train_run(config, args.runs_dir, progress=not args.quiet)
-                compile_run(args.runs_dir / config.name)
+                train_run(config, args.runs_dir, progress=not args.quiet, log=log)
+                compile_run(args.runs_dir / config.name, log=log)
+                run_dir = args.runs_dir / config.name
                 manifests.append(
-                    export_run(
-                        args.runs_dir / config.name, args.repository, args.keep_versions, args.allow_breaking
-                    )
+                    export_run(run_dir, args.repository, args.keep_versions, args.allow_breaking, log=log)
                 )
-            print()
-            print(summary_table(manifests))
+                if args.quiet:
+                    print(final_line(manifests[-1], args.repository))
+            if not args.quiet:
+                print()
+                print(summary_table(manifests))
             return 0
         for name in model_names(args):
             if args.command == "verify":
-                verify_published(args.runs_dir / name, args.repository)
+                verify_published(args.runs_dir / name, args.repository, log=log)
             else:
-                export_run(args.runs_dir / name, args.repository, args.keep_versions, args.allow_breaking)
+                manifest = export_run(
+                    args.runs_dir / name, args.repository, args.keep_versions, args.allow_breaking, log=log
+                )
+                if args.quiet:
+                    print(final_line(manifest, args.repository))
         return 0
     except (PipelineError, VerificationError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -155,15 +155,21 @@ def verify_published(run_dir: Path, repository: Path, log=print) -> list[Backend
     return results
 
 
+def final_line(manifest: dict, repository: Path) -> str:
+    """One line per published model (what `--quiet` prints): its metric and where it went."""
+    return f"{manifest['name']}: {metric_text(manifest['metrics'])} → {repository / manifest['name']}"
+
+
+def metric_text(metrics: dict) -> str:
+    return f"accuracy {metrics['accuracy']:.3f}" if "accuracy" in metrics else f"RMSE {metrics['rmse']:.3f}"
+
+
 def summary_table(manifests: list[dict]) -> str:
     """`make all`'s closing table: metric, parity max abs diff per backend, file size."""
     backends = [b["backend"] for b in manifests[0]["parity"]["backends"]] if manifests else []
     rows = [("model", "task", "test metric", *(f"{b} max|Δ|" for b in backends), "onnx size")]
     for m in manifests:
-        metrics = m["metrics"]
-        metric = (
-            f"accuracy {metrics['accuracy']:.3f}" if "accuracy" in metrics else f"RMSE {metrics['rmse']:.3f}"
-        )
+        metric = metric_text(m["metrics"])
         diffs = []
         for b in m["parity"]["backends"]:
             worst = max((o["max_abs"] for o in b["outputs"]), default=0.0)

@@ -8,6 +8,7 @@ import sys
 
 from pipeline.cli import add_config_flags, add_launch_flags, add_model_flags, configs_from_args
 from pipeline.config import load_config, selected_models
+from pipeline.display import warnings_only
 from pipeline.errors import PipelineError, disk_error
 
 
@@ -56,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.distributed import SINGLE, die_with_launcher, from_environment, shutdown
 
     die_with_launcher()
-    from pipeline.run import builtin_summary, compile_run, train_run
+    from pipeline.run import builtin_summary, compile_run, summary_line, train_run
 
-    job = SINGLE
+    job, log = SINGLE, warnings_only if args.quiet else print
     try:
         if args.command != "compile":
             job = from_environment(args.backend)
@@ -67,16 +68,18 @@ def main(argv: list[str] | None = None) -> int:
             if args.config:
                 names = [load_config(args.config).name]
             for name in names:
-                print(f"{name}: torch.compile")
-                compile_run(args.runs_dir / name)
+                log(f"{name}: torch.compile")
+                compile_run(args.runs_dir / name, log=log)
             return 0
         reports = []
         for config in configs_from_args(args):
-            report = train_run(config, args.runs_dir, progress=not args.quiet, job=job)
+            report = train_run(config, args.runs_dir, progress=not args.quiet, log=log, job=job)
             if args.command == "all" and job.is_main:
-                report = compile_run(args.runs_dir / config.name)
+                report = compile_run(args.runs_dir / config.name, log=log)
             reports.append(report)
-        if args.command == "all" and job.is_main:
+            if args.quiet and job.is_main:
+                print(f"{config.name}: {summary_line(report)} → {args.runs_dir / config.name}")
+        if args.command == "all" and job.is_main and not args.quiet:
             print()
             print(builtin_summary(reports))
         return 0

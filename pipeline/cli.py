@@ -53,7 +53,9 @@ def add_model_flags(parser: argparse.ArgumentParser, runs_dir: bool = True) -> N
         parser.add_argument(
             "--runs-dir", type=Path, default=Path("runs"), help="where runs go (default runs/)"
         )
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--quiet", action="store_true", help="print only warnings, errors and each model's final line"
+    )
 
 
 def add_launch_flags(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,9 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract.errors import ContractError
 from contract.repository import MODEL_NAME, TASKS
+from contract.tables import delimiter_from
 from pipeline.errors import PipelineError
 
 if sys.version_info >= (3, 11):
@@ -41,7 +43,11 @@ class RunConfig:
     class_names_csv: str = option("", "two-column CSV (class value, display name); relative like `data`")
     categorical: list[str] = option([], "columns one-hot encoded (text ones are inferred)")
     ignore: list[str] = option([], "identifier columns left out of the features")
-    delimiter: str = option("", "CSV field separator (default: a tab for .tsv files, else a comma)")
+    delimiter: str = option("", "CSV field separator, or tab (default: sniffed from the header: , ; tab |)")
+    # -- reading the table as it was meant (README "Your own table") --
+    decimal: str = option("", "CSV decimal mark, . or , (default: ',' when a ;-separated table writes 3,75)")
+    keep_columns: list[str] = option([], "columns kept as features although they look like identifiers")
+    cv: int = option(0, "k-fold cross-validation over the training rows before the final fit (0: none)")
     max_categories: int = option(100, "per categorical column; the rarest beyond it encode like unseen ones")
     memory_budget: str = option(
         "auto", "cache the encoded table when it fits (auto: a quarter of the memory)"
@@ -97,8 +103,16 @@ class RunConfig:
             raise PipelineError(f"threshold must be in (0, 1), got {self.threshold}")
         if self.target in self.categorical or self.target in self.ignore:
             raise PipelineError(f"target {self.target!r} cannot also be categorical or ignored")
-        if len(self.delimiter) > 1:
-            raise PipelineError(f"delimiter must be one character, got {self.delimiter!r}")
+        try:
+            delimiter_from(self.delimiter or ",")
+        except ContractError as exc:
+            raise PipelineError(str(exc)) from None
+        if self.decimal not in ("", ".", ","):
+            raise PipelineError(f"decimal must be . or , got {self.decimal!r}")
+        if self.cv and not 2 <= self.cv <= 50:
+            raise PipelineError(f"cv must be 0 (none) or a number of folds from 2 to 50, got {self.cv}")
+        if self.target in self.keep_columns:
+            raise PipelineError(f"target {self.target!r} is not a feature to keep")
         if self.max_categories < 1:
             raise PipelineError(f"max_categories must be positive, got {self.max_categories}")
 

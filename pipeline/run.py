@@ -16,12 +16,14 @@ from contract.publish import publish_dir, staging_dir, temporary_file
 from pipeline.checks import parity
 from pipeline.checks.compiled import check_compiled
 from pipeline.config import RunConfig, describe
+from pipeline.data.caveats import find_leaks, small_splits
 from pipeline.data.load import load_dataset
 from pipeline.display import text_table
 from pipeline.distributed import SINGLE, Dist
 from pipeline.errors import PipelineError
 from pipeline.tasks import TASKS
 from pipeline.training.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.training.crossval import cross_validate
 from pipeline.training.loop import evaluate, fit
 from pipeline.training.models import ModelSpec, TabularModel
 from pipeline.training.report import plot_curves, read_json, write_json
@@ -48,7 +50,10 @@ def train_run(
     log(f"{config.name}: {task_name} on {Path(config.data).name} → {config.target}{where}")
     log(describe(config))
     dataset = load_dataset(config, log, job)
-    config = dataclasses.replace(config, task=dataset.task)  # the run records the inferred task
+    # The run records what was inferred: the task, and how a CSV is written (batch prediction's default).
+    config = dataclasses.replace(config, task=dataset.task, **dataset.dialect)
+    small_splits(dataset, config.cv, log)
+    leaks = find_leaks(dataset, config.target, log)
     task = TASKS[config.task]
     mean, std = dataset.scale
     spec = ModelSpec(
@@ -62,11 +67,14 @@ def train_run(
         target_mean=[mean] if not task.is_classifier else [],
         target_std=[std] if not task.is_classifier else [],
     )
+    cv, fitted, fit_config = None, dataset, config
+    if config.cv:
+        cv, fitted, fit_config = cross_validate(dataset, spec, config, log, job)
     torch.manual_seed(config.seed)
     model = TabularModel(spec)
     resume = Resume.for_run(runs_dir, config.name, dataclasses.asdict(config), job.world, dataset.files)
     start = time.perf_counter()
-    history = fit(model, dataset, config, progress=progress, job=job, resume=resume, log=log)
+    history = fit(model, fitted, fit_config, progress=progress, job=job, resume=resume, log=log)
     seconds = time.perf_counter() - start
     if history.best_epoch == 0:
         raise PipelineError(
@@ -77,7 +85,7 @@ def train_run(
         "name": config.name,
         "task": config.task,
         "config": dataclasses.asdict(config),
-        "rows": dict(dataset.rows),
+        "rows": dict(fitted.rows),
         "streamed": dataset.streamed,
         "dropped_rows": dataset.dropped,
         "train_seconds": seconds,
@@ -87,7 +95,10 @@ def train_run(
         "features": [f.to_dict() for f in dataset.features],
         "class_names": dataset.class_names,
         "target_names": dataset.target_names,
+        "leaks": leaks,  # features that alone predict the target almost perfectly (pipeline.data.caveats)
     }
+    if cv is not None:
+        report["cv"] = cv
     held_out = np.concatenate(job.gather(dataset.held_out(HELD_OUT_ROWS)))[:HELD_OUT_ROWS]
     run_dir = runs_dir / config.name
     if not job.is_main:
@@ -132,8 +143,14 @@ def check_writable(runs_dir: Path) -> None:
 def summary_line(report: dict) -> str:
     m = report["test_metrics"]
     if "accuracy" in m:
-        return f"test accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}"
-    return f"test RMSE {m['rmse']:.3f}, MAE {m['mae']:.3f}, R² {m['r2']:.3f}"
+        line = f"test accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}"
+    else:
+        line = f"test RMSE {m['rmse']:.3f}, MAE {m['mae']:.3f}, R² {m['r2']:.3f}"
+    if "cv" in report:
+        name = "accuracy" if "accuracy" in m else "rmse"
+        cv = report["cv"]["metrics"][name]
+        line += f"; {report['cv']['folds']}-fold cv {name} {cv['mean']:.3f} ± {cv['sd']:.3f}"
+    return line
 
 
 def compile_run(run_dir: Path, log=print) -> dict:

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from contract.errors import ContractError
+from contract.tables import delimiter_from
 from serve.batching import BatchingConfig
 
 
@@ -98,7 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--delimiter",
-        help="CSV field separator, one character; \\t for tab (default: tab for .tsv, else a comma)",
+        help="CSV field separator, one character, or tab (\\t) (default: sniffed from each file's header)",
+    )
+    predict.add_argument(
+        "--decimal",
+        choices=[".", ","],
+        help="CSV decimal mark (default: the one the model's training table was read with)",
     )
     predict.add_argument(
         "--threads",
@@ -161,15 +168,16 @@ def predict(args) -> int:
             file=sys.stderr,
         )
         return 2
-    delimiter = {"\\t": "\t", "tab": "\t"}.get(args.delimiter, args.delimiter)
-    if delimiter is not None and len(delimiter) != 1:
-        print(f"error: --delimiter must be one character, got {args.delimiter!r}", file=sys.stderr)
+    try:
+        delimiter = delimiter_from(args.delimiter) if args.delimiter else None
+    except ContractError as exc:
+        print(f"error: --{exc}", file=sys.stderr)
         return 2
     keep = [c.strip() for c in args.keep.split(",") if c.strip()]
     start = time.perf_counter()
     signal.signal(signal.SIGTERM, terminate)  # as Ctrl-C: the partial file is removed on the way out
     try:
-        count = predict_table(args.model, args.data, args.out, keep, delimiter, args.threads)
+        count = predict_table(args.model, args.data, args.out, keep, delimiter, args.threads, args.decimal)
     except PredictError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

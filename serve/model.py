@@ -6,8 +6,9 @@ by default, an older one kept by `--keep-versions` when asked for), checks the f
 manifest, opens one onnxruntime session from exactly the bytes it checked and checks the graph's inputs
 and outputs against the manifest; anything wrong is a ModelLoadError and no model. `predict()` takes a
 float32 feature matrix; `encode_rows()` turns rows of named (or ordered) raw values into that matrix with
-the manifest's feature order and category codes; `describe()` turns outputs into class names and
-probabilities, or named values. `schema` is what clients may know of it (contract.schema).
+the manifest's feature order and category codes (a date's ISO text and a boolean's yes / no through
+`serve.values`); `describe()` turns outputs into class names and probabilities, or named values. `schema`
+is what clients may know of it (contract.schema).
 
 The input rule, for every way a client names features (V1 rows, V2 inputs per feature, batch prediction's
 columns), is `encode_value` for one value and `encode_rows` for a row: a name that is not a feature is
@@ -32,6 +33,7 @@ from contract.repository import INPUT_NAME, MANIFEST, MODEL_FILE, expected_sha25
 from contract.schema import describe
 from serve.errors import BadRequest, ModelLoadError, quoted
 from serve.store import check_graph, read_version
+from serve.values import converted
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_TEXT = 4096  # characters of one text value in a request: no category or number is longer
@@ -157,6 +159,12 @@ class Model:
         feature = self.features[j]
         if is_missing_value(value):
             return math.nan
+        try:
+            special = converted(feature["kind"], value)  # a date's ISO text, a boolean's yes / no
+        except ValueError as exc:
+            raise BadRequest(f"row {row}: feature {feature['name']!r}: {exc}") from None
+        if special is not None:
+            return special
         if isinstance(value, str) and feature["kind"] == "categorical":
             code = category_code(self.category_codes[j], value)
             if code is not None:

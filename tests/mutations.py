@@ -331,6 +331,189 @@ MUTANTS = [
         "ROUNDOFF_UNITS = 8e6  # the round-off bound",
         ("tests/export/test_export.py::test_verification_catches_a_perturbed_weight",),
     ),
+    # -- reading the user's table as it was meant (issue 20) ------------------------------------------------
+    Mutant(
+        "identifier-range-kept",
+        "a column with a different whole number on every row, 0..n-1, stays a feature",
+        "pipeline/data/schema.py",
+        "    if summary.unique and high - low + 1 <= 2 * len(values):",
+        "    if False:",
+        (
+            "tests/pipeline/data/test_reading.py::test_an_identifier_is_left_out_and_kept_on_request_where_a_leak_warning_names_it",
+        ),
+    ),
+    Mutant(
+        "leak-never-named",
+        "a feature that alone predicts the target almost perfectly is not named",
+        "pipeline/data/caveats.py",
+        "        if score >= LEAK_SCORE and score - baseline >= LEAK_SHARE * (1.0 - baseline):",
+        "        if False:",
+        (
+            "tests/pipeline/data/test_reading.py::test_an_identifier_is_left_out_and_kept_on_request_where_a_leak_warning_names_it",
+        ),
+    ),
+    Mutant(
+        "pandas-index-not-recognised",
+        "an unnamed first column counting the rows is not told apart as pandas' or R's index",
+        "pipeline/data/schema.py",
+        "name == UNNAMED_INDEX and high - low + 1 == len(values)",
+        "False",
+        (
+            "tests/pipeline/data/test_reading.py::test_the_unnamed_index_column_of_pandas_and_r_is_recognised_and_dropped",
+        ),
+    ),
+    Mutant(
+        "weekday-off-by-one",
+        "a date's day of week is counted from a Friday epoch, not Thursday's",
+        "pipeline/training/dates.py",
+        "    weekday = days + 3.0 - floor_div(days + 3.0, 7.0) * 7.0",
+        "    weekday = days + 4.0 - floor_div(days + 4.0, 7.0) * 7.0",
+        (
+            "tests/pipeline/training/test_dates.py::test_date_features_follow_the_calendar_on_edge_dates_and_missing_ones",
+        ),
+    ),
+    Mutant(
+        "every-century-a-leap-year",
+        "the calendar forgets that 1900 and 2100 are not leap years",
+        "pipeline/training/dates.py",
+        "    leap = is_multiple(year, 4.0) - is_multiple(year, 100.0) + is_multiple(year, 400.0)",
+        "    leap = is_multiple(year, 4.0)",
+        (
+            "tests/pipeline/training/test_dates.py::test_date_features_follow_the_calendar_on_edge_dates_and_missing_ones",
+        ),
+    ),
+    Mutant(
+        "stray-date-silently-missing",
+        "a value in a date column that is not a date becomes a missing value instead of an error",
+        "pipeline/data/cells.py",
+        '            raise PipelineError(f"column {column!r} {locate(i)}: {exc}") from None',
+        "            values.append(None)",
+        ("tests/pipeline/data/test_reading.py::test_a_stray_value_in_a_date_column_names_its_line",),
+    ),
+    Mutant(
+        "separator-not-sniffed",
+        "a file without --delimiter is always read with its suffix's default separator",
+        "contract/tables.py",
+        "    return best if counts[best] > 0 else default",
+        "    return default",
+        ("tests/pipeline/data/test_reading.py::test_the_separator_is_sniffed_from_the_header_and_said",),
+    ),
+    Mutant(
+        "decimal-commas-not-detected",
+        "a ;-separated table's decimal commas are not detected (its numbers become categories)",
+        "pipeline/data/csv_table.py",
+        '        if not self.decimal_given and self.delimiter == ";" and commas:',
+        "        if False:",
+        (
+            "tests/pipeline/data/test_reading.py::test_decimal_commas_are_detected_in_a_semicolon_table_and_said",
+        ),
+    ),
+    Mutant(
+        "thousands-separators-kept",
+        "numbers written with thousands separators are parsed with their commas (and refused)",
+        "pipeline/data/cells.py",
+        'pc.replace_substring(text, ",", "")',
+        "text",
+        (
+            "tests/pipeline/data/test_reading.py::test_thousands_separators_in_quoted_numbers_are_read_as_numbers",
+        ),
+    ),
+    Mutant(
+        "yes-no-inverted",
+        "a yes/no column's text is read the other way round from Parquet's booleans",
+        "pipeline/data/cells.py",
+        "    return pc.if_else(true, 1.0, pc.if_else(false, 0.0, pa.scalar(None, pa.float64())))",
+        "    return pc.if_else(true, 0.0, pc.if_else(false, 1.0, pa.scalar(None, pa.float64())))",
+        (
+            "tests/pipeline/data/test_reading.py::test_true_false_and_yes_no_text_and_parquet_booleans_are_one_boolean_feature",
+        ),
+    ),
+    Mutant(
+        "small-splits-not-warned",
+        "a 32-row table's 6-row test split is not warned about",
+        "pipeline/data/caveats.py",
+        "MIN_METRIC_ROWS = 30",
+        "MIN_METRIC_ROWS = 3",
+        (
+            "tests/pipeline/data/test_reading.py::test_a_small_table_warns_that_its_metrics_are_unstable_and_cv_gives_mean_and_sd",
+        ),
+    ),
+    Mutant(
+        "cv-scores-rows-it-trained-on",
+        "each cross-validation model trains on every training row, its own fold included",
+        "pipeline/training/crossval.py",
+        "        fold = view(dataset, rows[folds != k], rows[folds == k])",
+        "        fold = view(dataset, rows, rows[folds == k])",
+        (
+            "tests/pipeline/data/test_reading.py::test_a_small_table_warns_that_its_metrics_are_unstable_and_cv_gives_mean_and_sd",
+        ),
+    ),
+    Mutant(
+        "empty-target-infers-a-task",
+        "a target without any value gets a task inferred (and printed) before the error",
+        "pipeline/data/schema.py",
+        "    if not stats.classes and not stats.many_classes:  # before a task is inferred from no values",
+        "    if False:",
+        (
+            "tests/pipeline/data/test_reading.py::test_a_target_without_values_stops_before_any_task_is_inferred",
+        ),
+    ),
+    Mutant(
+        "quiet-prints-everything",
+        "--quiet prints the resolved config and every inference",
+        "pipeline/display.py",
+        '    if line.startswith("warning:"):',
+        "    if True:",
+        ("tests/pipeline/test_cli.py::test_quiet_prints_only_warnings_and_the_final_line",),
+    ),
+    Mutant(
+        "runtime-date-text-refused",
+        "the runtime refuses a date feature's ISO text (only seconds pass)",
+        "serve/values.py",
+        '    if kind == "date" and isinstance(value, str):',
+        "    if False:",
+        (
+            "tests/system/test_your_own_table.py::test_named_features_take_iso_text_and_yes_no_as_training_encodes_them",
+        ),
+    ),
+    Mutant(
+        "batch-timestamps-in-milliseconds",
+        "batch prediction takes a Parquet timestamp[us] column's ticks as milliseconds",
+        "serve/predict/encoding.py",
+        '"us": 1e6',
+        '"us": 1e3',
+        (
+            "tests/system/test_your_own_table.py::test_batch_prediction_encodes_the_csv_and_a_typed_parquet_copy_as_training_did",
+        ),
+    ),
+    Mutant(
+        "batch-separator-by-suffix",
+        "batch prediction reads a ;-separated .csv with commas (the separator not sniffed)",
+        "serve/predict/tables.py",
+        "        sep = delimiter or sniffed_delimiter(path)",
+        "        sep = delimiter or default_delimiter(path)",
+        (
+            "tests/system/test_your_own_table.py::test_batch_prediction_encodes_the_csv_and_a_typed_parquet_copy_as_training_did",
+        ),
+    ),
+    Mutant(
+        "batch-decimal-not-the-trainings",
+        "batch prediction reads numbers with a decimal point whatever the training table had",
+        "serve/predict/__init__.py",
+        'model.manifest.get("training", {}).get("config", {}).get("decimal")',
+        "None",
+        (
+            "tests/system/test_your_own_table.py::test_batch_prediction_encodes_the_csv_and_a_typed_parquet_copy_as_training_did",
+        ),
+    ),
+    Mutant(
+        "make-data-unquoted",
+        "make passes DATA to the command unquoted (a space or a glob splits it into several arguments)",
+        "Makefile",
+        "TABLE_FLAGS = $(if $(DATA),--data $(call quote,$(DATA)) --target $(call quote,$(TARGET)),) $(ARGS)",
+        "TABLE_FLAGS = $(if $(DATA),--data $(DATA) --target $(TARGET),) $(ARGS)",
+        ("tests/pipeline/test_cli.py::test_make_passes_paths_with_spaces_and_globs_as_one_argument",),
+    ),
     # -- deploy/: the serving image and the Kubernetes manifests (issue 17) ----------------------------------
     Mutant(
         "image-runs-as-root",
@@ -750,7 +933,7 @@ def plant(root: Path, mutant: Mutant) -> str:
         )
     planted = text.replace(mutant.original, mutant.planted)
     try:
-        if path.suffix == ".py":  # a Containerfile or a manifest is planted as text
+        if path.suffix == ".py":  # a Makefile, Containerfile or manifest is planted as text
             compile(planted, str(path), "exec")
     except SyntaxError as exc:
         raise MutantError(f"{mutant.name}: the planted {mutant.path} does not compile: {exc}") from None

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from contract.features import Feature
+from contract.features import Feature, date_seconds
 
 BATCH_SIZES = (1, 7, 1024)
 ATOL = RTOL = 1e-5  # float32 on CPU; measured differences on these models are 1e-7 … 8e-6
@@ -29,30 +29,50 @@ UNIT_ROUNDOFF = 2.0**-24  # float32
 ROUNDOFF_UNITS = 8  # the round-off bound, in unit roundoffs of each element's magnitude scale
 
 
+# Dates the calendar arithmetic must get right (pipeline.training.dates), as seconds since the epoch.
+DATE_EDGES = tuple(
+    date_seconds(text)
+    for text in (
+        "1970-01-01",  # the epoch
+        "1970-01-01T23:59:59",
+        "1969-12-31T23:59:59",  # just before it: negative seconds
+        "1900-03-01",  # after 1900's February 28 (not a leap year)
+        "2000-02-29",  # a century that is a leap year
+        "2024-02-29",
+        "2024-12-31T12:00:00",  # the last day of a leap year
+        "2038-01-19T03:14:08",  # past 32-bit time
+        "2100-02-28",  # 2100 is not a leap year
+        "2100-03-01",
+        "9999-12-31",
+    )
+)
+
+
 def parity_rows(features: list[Feature], held_out: np.ndarray, seed: int = 0, n_random: int = 1024):
     """Edge rows, then held-out rows, then random rows around the training distribution (float32)."""
     rng = np.random.default_rng(seed)
     n = len(features)
-    center = np.array([f.mean if f.kind == "numeric" else f.categories[0] for f in features])
+    center = np.array([f.categories[0] if f.kind == "categorical" else f.mean for f in features])
     edges = []
     for j, f in enumerate(features):
-        if f.kind == "numeric":
-            for value in (np.nan, f.mean + 1e4 * f.std, f.mean - 1e4 * f.std, f.mean + 100 * f.std):
-                row = center.copy()
-                row[j] = value
-                edges.append(row)
-        else:
-            for value in (np.nan, max(f.categories) + 1.0, -1.0, f.categories[0] + 0.5):
-                row = center.copy()
-                row[j] = value
-                edges.append(row)
+        if f.kind == "categorical":
+            values = [np.nan, max(f.categories) + 1.0, -1.0, f.categories[0] + 0.5]
+        else:  # numbers, dates (seconds), booleans (0/1) are values
+            values = [np.nan, f.mean + 1e4 * f.std, f.mean - 1e4 * f.std, f.mean + 100 * f.std]
+            values += {"date": list(DATE_EDGES), "boolean": [0.0, 1.0]}.get(f.kind, [])
+        for value in values:
+            row = center.copy()
+            row[j] = value
+            edges.append(row)
     edges.append(np.full(n, np.nan))  # every value missing
     random = np.empty((n_random, n))
     for j, f in enumerate(features):
-        if f.kind == "numeric":
-            random[:, j] = rng.normal(f.mean, 1.5 * f.std, n_random)
-        else:
+        if f.kind == "categorical":
             random[:, j] = rng.choice(f.categories, n_random)
+        elif f.kind == "boolean":
+            random[:, j] = rng.integers(0, 2, n_random)
+        else:
+            random[:, j] = rng.normal(f.mean, 1.5 * f.std, n_random)
     rows = np.concatenate([np.array(edges), held_out.reshape(-1, n), random])
     return rows.astype(np.float32)
 
@@ -213,6 +233,8 @@ def roundoff(model):
                 parts.append((numeric.abs() + p.mean.double().abs()) / p.std.double())
             if p.has_categorical:
                 parts.append(torch.ones(len(x), len(p.slot_index), dtype=torch.float64))
+            if p.dates.width:
+                parts.append(p.dates.magnitude(torch.from_numpy(batch)))
             scale = torch.cat(parts, dim=1)
             for layer in model.mlp:
                 if isinstance(layer, torch.nn.Linear):

@@ -7,7 +7,7 @@ differs (how mini-batches are drawn) looks the dataset's kind up in a table (pip
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ class SplitTable:
     rows: dict[str, int]  # rows per split ("train", "val", "test"), all processes
     scale: tuple[float, float] = (0.0, 1.0)  # regression: training mean and std of the target
     files: list[Path]  # the table's files (the resume fingerprint covers them)
+    dialect: dict = field(default_factory=dict)  # CSV: the delimiter and decimal mark it was read with
     streamed = False  # reported: which way the table went
 
     @property

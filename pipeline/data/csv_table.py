@@ -4,6 +4,11 @@ A table read by one process is its files in order, each parsed from its header. 
 processes is cut into byte ranges at line ends, one range per process; each process counts the lines of
 its own range so every row's position (and line number) is the same as in a one-process read, and checks
 the count against what it parsed (a line break inside a quoted field would shift every position after it).
+
+How the table is written is found out once (`contract.tables`' rule), and said in `notes`: the separator
+sniffed from the header when none is given, decimal commas and thousands separators from a first look at
+the values (`summarize`). An unnamed first column (pandas' index, R's row names) is named `Unnamed: 0`,
+as pandas names it when reading the file back.
 """
 
 from __future__ import annotations
@@ -19,13 +24,23 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from contract.features import NULL_TOKENS
-from contract.tables import default_delimiter, hive_values, is_compressed
-from pipeline.data.cells import Chunk, ColumnSummary, clean_text, count, parse_numbers
+from contract.tables import default_delimiter, delimiter_name, hive_values, is_compressed, sniff_delimiter
+from pipeline.data.cells import (
+    Chunk,
+    ColumnSummary,
+    clean_text,
+    count,
+    parse_booleans,
+    parse_dates,
+    parse_numbers,
+    rewrite_numbers,
+)
 from pipeline.errors import PipelineError
 
 CSV_BLOCK = 1 << 20  # bytes per CSV record batch (~3,000 rows of 40 columns)
 COUNT_BLOCK = 16 << 20  # bytes read at a time when counting lines
 COMPRESSION_GUESS = 5  # text bytes per compressed byte, to estimate a compressed file's rows
+UNNAMED_INDEX = "Unnamed: 0"  # an unnamed first column, named as pandas names it when reading it back
 
 
 @dataclass(frozen=True)
@@ -64,8 +79,16 @@ class ByteRange(io.RawIOBase):
 class CsvTable:
     format = "csv"
 
-    def __init__(self, files: list[Path], root: Path | None, delimiter: str = ""):
-        self.files, self.delimiter = files, delimiter  # "" : each file's by its suffix
+    def __init__(self, files: list[Path], root: Path | None, delimiter: str = "", decimal: str = ""):
+        self.files = files
+        self.notes: list[str] = []  # how the table was found to be written, said once by the schema step
+        # Each file's separator: the one given, else sniffed from its header (a folder may hold .csv and .tsv)
+        self.delimiters = {path: delimiter or self.sniff(path) for path in files}
+        self.delimiter = self.delimiters[files[0]]
+        self.decimal = decimal or "."  # may become "," once the values are seen (`summarize`)
+        self.decimal_given = bool(decimal)
+        self.grouped: set[str] = set()  # columns of numbers with thousands separators (3,750)
+        self.commas: set[str] = set()  # columns of numbers written with commas (either way)
         header = self.header(files[0])
         for path in files[1:]:
             if self.header(path) != header:
@@ -76,6 +99,17 @@ class CsvTable:
         self.header_names = header
         self.columns = header + [k for k in keys if k not in header]
         self.segments = [Segment(k) for k in range(len(files))]
+
+    def sniff(self, path: Path) -> str:
+        """The separator of the header line (`contract.tables.sniff_delimiter`), said when it is not
+        the one the file's name implies."""
+        line = head_bytes(path, 1 << 16).decode("utf-8", "replace").lstrip("\ufeff").splitlines()[:1]
+        default = default_delimiter(path)
+        delimiter = sniff_delimiter(line[0] if line else "", default)
+        note = f"with {delimiter_name(delimiter)} separators, sniffed from its header (--delimiter sets it)"
+        if delimiter != default and not any(n.endswith(note) for n in self.notes):  # said once per table
+            self.notes.append(f"read {path.name} {note}")
+        return delimiter
 
     def describe(self) -> str:
         return self.files[0].name if len(self.files) == 1 else f"{len(self.files)} CSV files"
@@ -89,8 +123,18 @@ class CsvTable:
 
     def header(self, path: Path) -> list[str]:
         check_utf8(path)
-        reader = self.open(path, {}, [], block_size=1 << 16)
+        try:
+            reader = pa_csv.open_csv(
+                path,
+                read_options=pa_csv.ReadOptions(use_threads=False, block_size=1 << 16),
+                parse_options=pa_csv.ParseOptions(delimiter=self.delimiters[path]),
+                convert_options=pa_csv.ConvertOptions(include_columns=[]),
+            )
+        except pa.ArrowInvalid as exc:
+            raise csv_error(path, exc) from None
         names = [c.strip() for c in reader.schema.names]
+        if len(names) > 1 and names[0] == "" and UNNAMED_INDEX not in names:
+            names[0] = UNNAMED_INDEX  # pandas' index or R's row names; the schema step decides on it
         duplicated = sorted({c for c in names if names.count(c) > 1})
         if duplicated:
             raise PipelineError(f"{path}: duplicate column name(s) {', '.join(map(repr, duplicated))}")
@@ -102,21 +146,26 @@ class CsvTable:
         self, source, types: dict, include: list[str], block_size: int = 0, strict: bool = False, names=None
     ):
         """pyarrow's streaming reader; single-threaded, so parse errors carry the row. `names`: the
-        column names of a source without its header line."""
+        column names of a source without its header line (a whole file's header line is replaced by the
+        checked names: stripped, the unnamed first column named)."""
         path = source if isinstance(source, Path) else source.path
         try:
             return pa_csv.open_csv(
                 source,
                 read_options=pa_csv.ReadOptions(
-                    use_threads=False, block_size=block_size or CSV_BLOCK, column_names=names
+                    use_threads=False,
+                    block_size=block_size or CSV_BLOCK,
+                    column_names=names or self.header_names,
+                    skip_rows=0 if names else 1,
                 ),
-                parse_options=pa_csv.ParseOptions(delimiter=self.delimiter or default_delimiter(path)),
+                parse_options=pa_csv.ParseOptions(delimiter=self.delimiters[path]),
                 convert_options=pa_csv.ConvertOptions(
                     column_types=types,
                     include_columns=include,
                     null_values=NULL_TOKENS,
                     strings_can_be_null=True,
                     quoted_strings_can_be_null=True,
+                    decimal_point=self.decimal,
                 ),
             )
         except pa.ArrowInvalid as exc:
@@ -125,7 +174,9 @@ class CsvTable:
             raise csv_error(path, exc) from None
 
     def summarize(self, rows: int = 20_000) -> dict[str, ColumnSummary]:
-        """Missing / number / text counts per column over the first rows of the first file."""
+        """What the first rows of the first file hold, per column; then how the table writes numbers:
+        decimal commas (a ;-separated table with a column of comma-decimal numbers) or thousands
+        separators (columns of numbers, some written 3,750)."""
         header = self.header_names
         reader = self.open(self.files[0], dict.fromkeys(header, pa.string()), header)
         summaries = {name: ColumnSummary() for name in self.columns}
@@ -138,20 +189,39 @@ class CsvTable:
                 break
         for name in self.columns[len(header) :]:
             count(summaries[name], pa.array([p.get(name) for p in self.partitions], pa.string()))
+        commas = [name for name, s in summaries.items() if s.decimal_comma]
+        if not self.decimal_given and self.delimiter == ";" and commas:
+            self.decimal = ","
+            self.notes.append(
+                f"read {self.describe()} with decimal commas: column {commas[0]!r} holds numbers like 3,75 "
+                "(override with --decimal .)"
+            )
+        if self.decimal == ",":
+            self.commas = {name for name, s in summaries.items() if s.kind(",") == "numeric"}
+        else:
+            self.grouped = self.commas = {name for name, s in summaries.items() if s.thousands}
+            for name in sorted(self.grouped):
+                self.notes.append(
+                    f"column {name!r} holds numbers with thousands separators (3,750): read as numbers"
+                )
         return summaries
 
-    def chunks(self, numbers: list[str], text: list[str], strict: bool = True) -> Iterator[Chunk]:
-        """Record batches with `numbers` as float64 and `text` as cleaned strings. `strict` lets
-        pyarrow parse the numbers (fast); a cell it refuses reruns the read with numbers as text, which
-        accepts padded missing-value tokens and names the line of a real error."""
+    def chunks(
+        self, numbers: list[str], text: list[str], dates=(), booleans=(), strict: bool = True
+    ) -> Iterator[Chunk]:
+        """Record batches with `numbers` as float64, `dates` as float64 seconds since the epoch,
+        `booleans` as float64 0/1 and `text` as cleaned strings. `strict` lets pyarrow parse the numbers
+        (fast); a cell it refuses reruns the read with numbers as text, which accepts padded
+        missing-value tokens and names the line of a real error."""
         try:
-            yield from self.read(numbers, text, strict)
+            yield from self.read(numbers, text, dates, booleans, strict)
         except NumberRefused:
-            yield from self.read(numbers, text, strict=False)
+            yield from self.read(numbers, text, dates, booleans, strict=False)
 
-    def read(self, numbers: list[str], text: list[str], strict: bool) -> Iterator[Chunk]:
-        types = {name: pa.float64() if strict else pa.string() for name in numbers}
-        types.update(dict.fromkeys(text, pa.string()))
+    def read(self, numbers: list[str], text: list[str], dates, booleans, strict: bool) -> Iterator[Chunk]:
+        parsed = set(text) | set(dates) | set(booleans) | self.grouped  # read as strings, then parsed
+        types = {name: pa.string() if name in parsed or not strict else pa.float64() for name in numbers}
+        types.update(dict.fromkeys([*text, *dates, *booleans], pa.string()))
         include = [c for c in self.columns if c in types]
         in_file = [c for c in include if c in self.header_names]
         position = 0
@@ -170,14 +240,22 @@ class CsvTable:
                 locate = self.locator(path, line)
                 columns = {}
                 for name in include:
-                    if name not in self.header_names:  # a partition column
-                        column = pa.array([partition.get(name)] * batch.num_rows, pa.string())
-                    else:
+                    in_header = name in self.header_names
+                    if in_header:
                         column = batch.column(name)
+                    else:  # a partition column
+                        column = pa.array([partition.get(name)] * batch.num_rows, pa.string())
                     if name in text:
-                        column = clean_text(column, tokens_null=name in self.header_names)
-                    elif not strict:
-                        column = parse_numbers(clean_text(column), name, locate)
+                        column = clean_text(column, tokens_null=in_header)
+                        if name in self.commas:  # a numeric target (or codes) written with commas
+                            column = rewrite_numbers(column, self.decimal, name in self.grouped)
+                    elif name in dates:
+                        column = parse_dates(clean_text(column, tokens_null=in_header), name, locate)
+                    elif name in booleans:
+                        column = parse_booleans(clean_text(column, tokens_null=in_header), name, locate)
+                    elif not strict or name in parsed or not in_header:
+                        grouped = name in self.grouped
+                        column = parse_numbers(clean_text(column), name, locate, self.decimal, grouped)
                     columns[name] = column
                 yield Chunk(columns, position, locate)
                 position += batch.num_rows

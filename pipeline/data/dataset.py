@@ -88,7 +88,7 @@ def row_bytes(columns: Columns) -> int:
 def load_in_memory(table, columns: Columns, config: RunConfig, budget: int, log, job: Job) -> Dataset:
     raws, rows = [], 0
     limit = budget // row_bytes(columns)
-    for chunk in read_ahead(table.chunks(columns.numeric, [*sorted(columns.categorical), columns.target])):
+    for chunk in read_ahead(columns.chunks(table)):
         raws.append(prepare(chunk, columns))  # parsing the next batch overlaps this
         rows += len(raws[-1])
         if rows > limit:
@@ -104,8 +104,6 @@ def load_in_memory(table, columns: Columns, config: RunConfig, budget: int, log,
         raise PipelineError(f"{table.describe()} has no data rows")
     plan = settle_target(target_stats, config, log)
     kept = ~values.is_null().to_numpy(zero_copy_only=False)
-    if sum(job.gather(int(kept.sum()))) == 0:
-        raise PipelineError(f"target column {config.target!r} has no values")
     y = encode_target(values, plan.spec, config.target, locator(raws))[kept]
     # The splits are drawn over the whole job's rows (rank order is table order), as one process would.
     everyone = job.gather(y)

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from contract.features import Feature
+from contract.features import VALUE_KINDS, Feature
 from pipeline.data.cells import NUMBER, Chunk
 from pipeline.errors import PipelineError
 
@@ -32,15 +32,30 @@ DROPPED = 3  # split code of a row without a target value
 
 @dataclass
 class Columns:
-    """Which columns are read how: the target, numeric and categorical features in table order."""
+    """Which columns are read how: the target, and the features in table order: categorical ones as
+    text, the others as float values (numbers, dates as seconds since the epoch, booleans as 0/1)."""
 
     target: str
     features: list[str]  # feature columns in input order
     categorical: set[str]  # the features one-hot encoded (read as text)
+    dates: set[str] = field(default_factory=set)  # date features (ISO text, Parquet dates / timestamps)
+    booleans: set[str] = field(default_factory=set)  # true/false, yes/no features
 
     @property
     def numeric(self) -> list[str]:
+        """The features read as float values (the columns of `RawChunk.numbers`), in input order."""
         return [c for c in self.features if c not in self.categorical]
+
+    def kind(self, name: str) -> str:
+        if name in self.categorical:
+            return "categorical"
+        return "date" if name in self.dates else "boolean" if name in self.booleans else "numeric"
+
+    def chunks(self, table):
+        """The table's record batches, each column read as its kind says."""
+        numbers = [c for c in self.numeric if self.kind(c) == "numeric"]
+        text = [*sorted(self.categorical), self.target]
+        return table.chunks(numbers, text, sorted(self.dates), sorted(self.booleans))
 
 
 @dataclass(kw_only=True)
@@ -255,7 +270,7 @@ def features_from(stats: Statistics, columns: Columns, max_categories: int, log=
             features.append(
                 Feature(
                     name=name,
-                    kind="numeric",
+                    kind=columns.kind(name),
                     mean=float(stats.numeric.mean[j]),
                     std=spread,
                     missing=int(stats.numeric_missing[j]),
@@ -304,10 +319,10 @@ class TargetSpec:
 
 
 def encode_rows(numbers: np.ndarray, categories: dict[str, pa.Array], features: list[Feature]) -> np.ndarray:
-    """(rows, n_features) float32 raw codes, NaN for missing: the numeric features are the columns of
-    `numbers` in order, the categorical ones are coded from their text."""
+    """(rows, n_features) float32 raw codes, NaN for missing: the value features (numbers, dates,
+    booleans) are the columns of `numbers` in order, the categorical ones are coded from their text."""
     x = np.empty((len(numbers), len(features)), dtype=np.float32)
-    numeric = [j for j, f in enumerate(features) if f.kind == "numeric"]
+    numeric = [j for j, f in enumerate(features) if f.kind in VALUE_KINDS]
     if numeric == list(range(len(numeric))):
         x[:, : len(numeric)] = numbers
     else:

@@ -19,7 +19,7 @@ def load_dataset(config: RunConfig, log=print, job: Job = ALONE) -> SplitTable:
     """The table of `config`, in memory when its encoded form fits the memory budget, else streamed.
     With several processes (`job`), each reads its own shard; the statistics, the task and the splits
     are agreed on (gathered), so every process builds the same model."""
-    table = open_table(config.data, config.delimiter)
+    table = open_table(config.data, config.delimiter, config.decimal)
     columns = plan_columns(table, config, log)
     budget = memory_budget(config.memory_budget)
     map_large_buffers()
@@ -34,4 +34,6 @@ def load_dataset(config: RunConfig, log=print, job: Job = ALONE) -> SplitTable:
         log(f"{table.describe()} is larger than the memory budget ({budget / 2**20:,.0f} MB): streaming it")
         dataset = load_streamed(table, columns, config, budget, log, job)
     release_free_memory()
+    if table.format == "csv":
+        dataset.dialect = {"delimiter": table.delimiter, "decimal": table.decimal}
     return dataset

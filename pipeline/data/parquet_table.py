@@ -1,6 +1,10 @@
 """Parquet tables: pyarrow.dataset fragments (hive partitions become columns), read one record batch at a
 time; shared by several processes, the row groups are dealt out in order, about equal rows each, and every
-row's position comes from the files' metadata."""
+row's position comes from the files' metadata.
+
+A typed column is what its type says: numbers (integers, floats, decimals), `date` / `timestamp` (a date
+feature: seconds since the epoch, UTC; a timestamp without a zone is UTC), `bool` (a boolean feature);
+a text column is looked at like a CSV column (numbers, ISO dates, yes/no words written as text)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from pipeline.data.cells import Chunk, ColumnSummary, clean_text, parse_numbers
+from pipeline.data.cells import (
+    Chunk,
+    ColumnSummary,
+    clean_text,
+    count,
+    parse_booleans,
+    parse_dates,
+    parse_numbers,
+    seconds_of,
+)
 from pipeline.errors import PipelineError
 
 PARQUET_BATCH = 65_536  # rows per Parquet record batch
@@ -44,6 +57,7 @@ class ParquetTable:
         starts = [sum(counts[:k]) for k in range(len(counts))]
         self.pieces = [Piece(f, Path(f.path), start, 0) for f, start in zip(fragments, starts)]
         self.rows = sum(counts)
+        self.notes: list[str] = []
 
     def describe(self) -> str:
         return self.files[0].name if len(self.files) == 1 else f"{len(self.files)} Parquet files"
@@ -52,20 +66,31 @@ class ParquetTable:
         """Data rows, from the files' metadata (exact)."""
         return self.rows
 
-    def summarize(self, rows: int = 0) -> dict[str, ColumnSummary]:
+    def summarize(self, rows: int = 20_000) -> dict[str, ColumnSummary]:
+        """Per column: the kind its type says, or for text what its first rows hold; and, from the
+        first rows, whether every value differs (an identifier)."""
         summaries = {}
         for name in self.columns:
             kind = self.dataset.schema.field(name).type
-            text = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind)
-            if not (text or is_number_type(kind)):
+            typed = type_kind(kind)
+            if typed is None:
                 raise PipelineError(
-                    f"column {name!r} has Parquet type {kind}; only numbers and text are read"
+                    f"column {name!r} has Parquet type {kind}; "
+                    "only numbers, text, dates and booleans are read"
                 )
-            summaries[name] = ColumnSummary(text=1) if text else ColumnSummary(numbers=1)  # typed columns
+            summaries[name] = ColumnSummary(typed=typed)
+        try:
+            head = self.dataset.head(rows, use_threads=False) if rows else None
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise PipelineError(f"{self.files[0]} is not a readable Parquet table ({exc})") from None
+        for name in self.columns if head is not None else []:
+            count(summaries[name], head.column(name).combine_chunks())
         return summaries
 
-    def chunks(self, numbers: list[str], text: list[str], strict: bool = True) -> Iterator[Chunk]:
-        include = [c for c in self.columns if c in numbers or c in text]
+    def chunks(
+        self, numbers: list[str], text: list[str], dates=(), booleans=(), strict: bool = True
+    ) -> Iterator[Chunk]:
+        include = [c for c in self.columns if c in numbers or c in text or c in dates or c in booleans]
         for piece in self.pieces:
             position, row = piece.first_row, piece.file_row
             try:
@@ -83,11 +108,20 @@ class ParquetTable:
                     columns = {}
                     for name in include:
                         column = batch.column(name)
+                        typed = type_kind(column.type)
                         if name in text:
                             column = clean_text(column)
-                        elif not is_number_type(column.type):
+                        elif name in dates and typed == "date":
+                            column = seconds_of(column)
+                        elif name in dates:
+                            column = parse_dates(clean_text(column), name, locate)
+                        elif name in booleans and typed != "boolean":
+                            column = parse_booleans(clean_text(column), name, locate)
+                        elif typed in ("numeric", "boolean"):
+                            column = column.cast(pa.float64())
+                        else:
                             column = parse_numbers(clean_text(column), name, locate)
-                        columns[name] = column.cast(pa.float64()) if name in numbers else column
+                        columns[name] = column
                     yield Chunk(columns, position, locate)
                     position += batch.num_rows
                     row += batch.num_rows
@@ -115,5 +149,16 @@ def parquet_locator(path: Path, first_row: int) -> Callable[[int], str]:
     return lambda i: f"{path.name} row {first_row + i + 1}"
 
 
-def is_number_type(kind: pa.DataType) -> bool:
-    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+def type_kind(kind: pa.DataType) -> str | None:
+    """The kind a Parquet type says: "numeric", "date", "boolean", "" for text; None: not read."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return "numeric"
+    if pa.types.is_boolean(kind):
+        return "boolean"
+    if pa.types.is_date(kind) or pa.types.is_timestamp(kind):
+        return "date"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
+        return ""
+    return None

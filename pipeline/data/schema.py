@@ -6,7 +6,9 @@ once the target's statistics are agreed, `features_from` (pipeline.data.encoding
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from shlex import quote
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +16,8 @@ import pyarrow.csv as pa_csv
 
 from contract.repository import CLASSIFIERS
 from pipeline.config import RunConfig
+from pipeline.data.cells import ColumnSummary
+from pipeline.data.csv_table import UNNAMED_INDEX
 from pipeline.data.encoding import Columns, Moments, Statistics, TargetSpec, is_number
 from pipeline.errors import PipelineError
 
@@ -38,6 +42,8 @@ class TargetPlan:
 def settle_target(stats: Statistics, config: RunConfig, log) -> TargetPlan:
     """The task (configured or inferred), the target's encoding and the class names, from statistics
     every process agreed on; the dropped rows are said once."""
+    if not stats.classes and not stats.many_classes:  # before a task is inferred from no values
+        raise PipelineError(f"target column {config.target!r} has no values")
     task = resolve_task(config, stats, log)
     spec, class_names = target_spec(config, task, stats)
     if stats.dropped:
@@ -60,6 +66,7 @@ def plan_columns(table, config: RunConfig, log) -> Columns:
         ("target", [config.target]),
         ("categorical", config.categorical),
         ("ignored", config.ignore),
+        ("kept", config.keep_columns),
     ):
         absent = [n for n in names if n not in table.columns]
         if absent:
@@ -71,12 +78,68 @@ def plan_columns(table, config: RunConfig, log) -> Columns:
     if not features:
         raise PipelineError(f"{table.describe()}: no feature columns left after the target and ignored ones")
     summaries = table.summarize()
-    categorical = set(config.categorical)
+    for note in table.notes:
+        log(note)
+    decimal = getattr(table, "decimal", ".")
+    categorical, dates, booleans, kept = set(config.categorical), set(), set(), []
     for name in features:
-        if name not in categorical and not summaries[name].is_numeric:
+        if name in categorical:
+            kept.append(name)
+            continue
+        kind = summaries[name].kind(decimal)
+        why = identifier(name, summaries[name], kind)
+        if why and name not in config.keep_columns:
+            log(f"column {name!r} {why}: left out of the features (keep it: --keep-columns {quote(name)})")
+            continue
+        kept.append(name)
+        if kind == "date":
+            dates.add(name)
+            log(
+                f"inferred: column {name!r} holds ISO dates, so a date feature (year; month, weekday, day of "
+                f"the year and time of day as cycles)"
+            )
+        elif kind == "boolean":
+            booleans.add(name)
+            log(f"inferred: column {name!r} holds true/false or yes/no, so a boolean feature (1/0)")
+        elif kind == "text":
             categorical.add(name)
             log(f"inferred: column {name!r} is text, so categorical (leave it out with --ignore {name})")
-    return Columns(config.target, features, categorical)
+    if not kept:
+        raise PipelineError(
+            f"{table.describe()}: no feature columns left after the target, ignored and identifier ones "
+            "(keep an identifier with --keep-columns)"
+        )
+    return Columns(config.target, kept, categorical, dates, booleans)
+
+
+MIN_IDENTIFIER_ROWS = 10  # fewer values than this say nothing about a column being an identifier
+
+
+def identifier(name: str, summary: ColumnSummary, kind: str) -> str:
+    """Why the column looks like an identifier (empty when it does not), from the first look at it: a
+    different text on every row; a different whole number on every row, forming a range; or whole
+    numbers, mostly different, under a name like an identifier's (a subject seen twice keeps its id)."""
+    if summary.distinct is None or summary.present < MIN_IDENTIFIER_ROWS:
+        return ""
+    if kind == "text" and summary.unique:
+        return f"has a different text on every row ({summary.present} looked at), like an identifier"
+    if kind != "numeric" or summary.integers != summary.present:
+        return ""
+    values = sorted(int(v) for v in summary.distinct)
+    low, high = values[0], values[-1]
+    if summary.unique and name == UNNAMED_INDEX and high - low + 1 == len(values) and low in (0, 1):
+        return "(the first, without a name) counts the rows: pandas' index or R's row numbers"
+    if summary.unique and high - low + 1 <= 2 * len(values):
+        return f"is a different whole number on every row ({low}..{high}), like an identifier"
+    if ID_NAME.search(name):
+        return (
+            f"is named like an identifier and holds whole numbers, {len(values)} different ones in "
+            f"{summary.present} rows"
+        )
+    return ""
+
+
+ID_NAME = re.compile(r"(^|[_\s.-])(id|ID|Id|key|index)$|[a-z](Id|ID)$|^(rownames|row\.names|row)$", re.I)
 
 
 def resolve_task(config: RunConfig, stats: Statistics, log) -> str:
@@ -114,8 +177,6 @@ def target_spec(config: RunConfig, task: str, stats: Statistics) -> tuple[Target
     if stats.many_classes:
         raise PipelineError(f"target {config.target!r} has over 10,000 distinct values for a classifier")
     classes = sorted(stats.classes, key=class_order(list(stats.classes)))
-    if not classes:
-        raise PipelineError(f"target column {config.target!r} has no values")
     if task == "binary" and config.positive:
         if config.positive not in classes:
             raise PipelineError(

@@ -43,7 +43,7 @@ class StreamingDataset(SplitTable):
 
     def raw_chunks(self) -> Iterator[tuple[RawChunk, np.ndarray]]:
         names = self.columns
-        for chunk in self.table.chunks(names.numeric, [*sorted(names.categorical), names.target]):
+        for chunk in names.chunks(self.table):
             raw = prepare(chunk, names)
             yield raw, streamed_split(raw, self.seed, self.fractions)
 
@@ -103,7 +103,7 @@ def streamed_split(raw: RawChunk, seed: int, fractions: tuple[float, float]) -> 
 def load_streamed(table, columns: Columns, config: RunConfig, budget: int, log, job: Job) -> StreamingDataset:
     stats = Statistics.empty(columns)
     fractions = (config.val_fraction, config.test_fraction)
-    for chunk in read_ahead(table.chunks(columns.numeric, [*sorted(columns.categorical), columns.target])):
+    for chunk in read_ahead(columns.chunks(table)):
         raw = prepare(chunk, columns)
         split = streamed_split(raw, config.seed, fractions)
         stats.scan(raw.numbers, raw.categories, split)

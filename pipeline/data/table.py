@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from contract.errors import ContractError
-from contract.tables import resolve
+from contract.tables import delimiter_from, resolve
 from pipeline.data.cells import Chunk, ColumnSummary
 from pipeline.data.csv_table import CsvTable
 from pipeline.data.parquet_table import ParquetTable
@@ -25,26 +25,29 @@ class Table(Protocol):
     format: str  # "csv" | "parquet"
     files: list[Path]
     columns: list[str]
+    notes: list[str]  # how the table was found to be written (separator, decimal commas), said once
 
     def describe(self) -> str: ...
     def estimated_rows(self) -> int: ...
     def summarize(self) -> dict[str, ColumnSummary]: ...
-    def chunks(self, numbers: list[str], text: list[str]) -> Iterator[Chunk]: ...
+    def chunks(self, numbers: list[str], text: list[str], dates=(), booleans=()) -> Iterator[Chunk]: ...
     def shard(self, rank: int, world: int, gather: Callable) -> Table: ...
 
 
-READERS = {  # format → (files, root folder or None, delimiter) → Table
-    "csv": lambda files, root, delimiter: CsvTable(files, root, delimiter),
-    "parquet": lambda files, root, delimiter: ParquetTable(files, root),
+READERS = {  # format → (files, root folder or None, delimiter, decimal point) → Table
+    "csv": lambda files, root, delimiter, decimal: CsvTable(files, root, delimiter, decimal),
+    "parquet": lambda files, root, delimiter, decimal: ParquetTable(files, root),
 }
 
 
-def open_table(spec: str, delimiter: str = "") -> Table:
-    """The table at `spec` (a file, a folder or a glob), ready to summarize and read."""
+def open_table(spec: str, delimiter: str = "", decimal: str = "") -> Table:
+    """The table at `spec` (a file, a folder or a glob), ready to summarize and read. `delimiter` and
+    `decimal`: as the user gave them (empty: found out from the file)."""
     try:
         resolved = resolve(spec)
+        delimiter = delimiter_from(delimiter) if delimiter else ""
     except ContractError as exc:
         raise PipelineError(str(exc)) from None
     if resolved.files[0].stat().st_size == 0 and resolved.format == "csv":
         raise PipelineError(f"{resolved.files[0]} is empty")
-    return READERS[resolved.format](resolved.files, resolved.root, delimiter)
+    return READERS[resolved.format](resolved.files, resolved.root, delimiter, decimal)

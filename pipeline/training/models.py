@@ -13,6 +13,7 @@ from torch import nn
 
 from contract.features import Feature
 from pipeline.tasks import TASKS
+from pipeline.training.dates import DateFeatures
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "none": None}
 
@@ -39,11 +40,12 @@ class ModelSpec:
 
 
 class Preprocess(nn.Module):
-    """(batch, n_features) raw → (batch, n_encoded): standardized numerics, then one-hot categories."""
+    """(batch, n_features) raw → (batch, n_encoded): standardized numerics (booleans are 0/1 numbers),
+    then one-hot categories, then each date's derived columns (`pipeline.training.dates`)."""
 
     def __init__(self, features: list[Feature]):
         super().__init__()
-        numeric = [j for j, f in enumerate(features) if f.kind == "numeric"]
+        numeric = [j for j, f in enumerate(features) if f.kind in ("numeric", "boolean")]
         # One slot per (categorical column, category): the column is compared with the slot's code.
         slots = [(j, c) for j, f in enumerate(features) if f.kind == "categorical" for c in f.categories]
         self.has_numeric, self.has_categorical = bool(numeric), bool(slots)
@@ -52,7 +54,8 @@ class Preprocess(nn.Module):
         self.register_buffer("std", torch.tensor([features[j].std for j in numeric], dtype=torch.float32))
         self.register_buffer("slot_index", torch.tensor([j for j, _ in slots], dtype=torch.long))
         self.register_buffer("slot_code", torch.tensor([c for _, c in slots], dtype=torch.float32))
-        self.n_encoded = len(numeric) + len(slots)
+        self.dates = DateFeatures(features)
+        self.n_encoded = len(numeric) + len(slots) + self.dates.width
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         parts = []
@@ -63,6 +66,8 @@ class Preprocess(nn.Module):
         if self.has_categorical:
             # NaN and unseen codes match no slot, so they encode as all zeros.
             parts.append((features[:, self.slot_index] == self.slot_code).to(features.dtype))
+        if self.dates.width:
+            parts.append(self.dates(features))
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
 

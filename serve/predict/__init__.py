@@ -49,10 +49,12 @@ def predict_table(
     keep: list[str] = (),
     delimiter: str | None = None,
     threads: int | None = None,
+    decimal: str | None = None,
     notice=lambda line: print(line, file=sys.stderr),
 ) -> int:
     """Write a prediction for every row of `data` to `out` (CSV on stdout when None); returns the row
-    count. Raises PredictError with one line naming the file, the line or row, and the column."""
+    count. Raises PredictError with one line naming the file, the line or row, and the column. A CSV's
+    `decimal` mark defaults to the one the model's training table was read with."""
     out = Path(out) if out else None
     if out is not None:
         check_output(out, data)
@@ -68,10 +70,12 @@ def predict_table(
     # Numeric features are parsed as numbers while reading; everything else arrives as text.
     wanted = {c: "text" for c in keep}
     wanted.update({f["name"]: "number" if f["kind"] == "numeric" else "text" for f in model.features})
-    encoder, output, count, said = BatchEncoder(model), Output(out), 0, {}  # notice → its first file
+    decimal = decimal or model.manifest.get("training", {}).get("config", {}).get("decimal") or "."
+    encoder, output, count, said = BatchEncoder(model, decimal), Output(out), 0, {}  # notice → its first file
     feature_names = frozenset(f["name"] for f in model.features)
     try:
-        for chunk in read_ahead(read_chunks(str(data), wanted, delimiter, optional=feature_names)):
+        chunks = read_chunks(str(data), wanted, delimiter, decimal, optional=feature_names)
+        for chunk in read_ahead(chunks):
             for line in column_notices(model, keep, chunk.file_columns):
                 said.setdefault(line, f"{chunk.path}: {line}")
             try:

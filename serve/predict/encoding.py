@@ -7,11 +7,15 @@ Those rules, column by column and without a Python loop over rows:
 - a categorical feature's text maps through the manifest's labels → codes (spaces around it and case
   aside, contract.features.category_code); a number is its own code; text never seen in training is NaN
   (it encodes as all zeros inside the model);
+- a date feature's ISO text is seconds since the epoch, UTC (a Parquet date or timestamp too); a boolean
+  feature's true / yes / 1 is 1, false / no / 0 is 0 (a Parquet bool too): `serve.values`;
 - ±inf, or a number beyond the FP32 range, is an error naming the cell;
 - a row whose every feature is missing is an error naming the row.
-Categorical columns have few distinct values: each distinct text goes through `Model.encode_value`
-itself, once, and the codes are gathered by index. Numeric text goes through Arrow's parser; only when
-that refuses a cell does the column fall back to `Model.encode_value` per cell, to decide exactly.
+Categorical, date and boolean columns go by distinct value: each distinct text goes through
+`Model.encode_value` itself, once, and the values are gathered by index. Numeric text goes through
+Arrow's parser (numbers written as the training table wrote them: decimal commas, thousands separators);
+only when that refuses a cell does the column fall back to `Model.encode_value` per cell, to decide
+exactly.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contract.features import MISSING, is_missing
+from contract.tables import GROUPED
 from serve.errors import BadRequest
 from serve.model import Model
 
@@ -44,10 +49,13 @@ class CellError(Exception):
 class BatchEncoder:
     """Encodes batches for one model; remembers the code of each categorical text it has seen."""
 
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, decimal: str = "."):
         self.model = model
+        self.decimal = decimal  # how the table writes numbers' decimal mark
         self.names = [f["name"] for f in model.features]
-        self.categorical = [f["kind"] == "categorical" for f in model.features]
+        self.kinds = [f["kind"] for f in model.features]
+        # categorical, date and boolean text goes by distinct value through the runtime's rule
+        self.by_text = [kind in ("categorical", "date", "boolean") for kind in self.kinds]
         self.seen: list[dict[str, float]] = [{} for _ in model.features]  # text → code, per feature
 
     def encode(self, batch: pa.RecordBatch) -> np.ndarray:
@@ -62,8 +70,8 @@ class BatchEncoder:
                     columns[j] = np.nan
                     continue
                 column = batch.column(name)
-                if self.categorical[j]:
-                    columns[j], known = self.categories(j, column)
+                if self.by_text[j]:
+                    columns[j], known = self.by_distinct(j, column)
                 else:
                     columns[j] = self.numbers(j, column)
                     known = ~np.isnan(columns[j])
@@ -94,30 +102,33 @@ class BatchEncoder:
             return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
         if pa.types.is_null(column.type):
             return np.full(len(column), np.nan)
+        if self.kinds[j] == "date" and (pa.types.is_timestamp(column.type) or pa.types.is_date(column.type)):
+            return seconds_of(column)
         raise CellError(None, self.names[j], f"type {column.type} is not a number")
 
     def parse_numbers(self, j: int, column: pa.Array) -> np.ndarray:
         trimmed = pc.utf8_trim_whitespace(column)
         missing = pc.or_kleene(pc.is_in(pc.utf8_lower(trimmed), value_set=MISSING_TOKENS), pc.is_null(column))
         present = pc.if_else(missing, pa.scalar(None, pa.string()), trimmed)
-        try:
-            return present.cast(pa.float64()).to_numpy(zero_copy_only=False)
-        except pa.ArrowInvalid:
-            pass
+        for written in (present, plain_numbers(present, self.decimal)):
+            try:
+                return written.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            except pa.ArrowInvalid:
+                pass
         # Arrow refused a cell: decide each cell as the runtime does (it accepts "1_000", refuses "abc").
         values = np.empty(len(column))
         for row, text in enumerate(present.to_pylist()):
             values[row] = math.nan if text is None else self.encode_value(j, text, row)
         return values
 
-    def categories(self, j: int, column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-        """(codes, whether each cell is given: not null, not a missing token; an unseen text is given)."""
+    def by_distinct(self, j: int, column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """(values, whether each cell is given: not null, not a missing token; an unseen text is given)."""
         if not (pa.types.is_dictionary(column.type) or pa.types.is_string(column.type)):
             if pa.types.is_large_string(column.type):
                 column = column.cast(pa.string())
-            else:
-                codes = self.numbers(j, column)  # numeric codes are their own values
-                return codes, ~np.isnan(codes)
+            else:  # numeric codes, seconds, 0/1 are their own values; typed dates and booleans converted
+                values = self.numbers(j, column)
+                return values, ~np.isnan(values)
         encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
         texts = encoded.dictionary.to_pylist()
         codes = np.empty(len(texts) + 1)
@@ -143,7 +154,32 @@ class BatchEncoder:
         try:
             return self.model.encode_value(j, text, row)
         except BadRequest as exc:
+            if self.kinds[j] in ("date", "boolean"):  # the runtime's own words: 'x' is not a date ...
+                raise CellError(row, self.names[j], exc.message.split(": ", 2)[-1]) from None
             reason = (
                 "is not a number" if "not a number" in exc.message else "is infinite or beyond the FP32 range"
             )
             raise CellError(row, self.names[j], f"{text.strip()!r} {reason}") from None
+
+
+def plain_numbers(text: pa.Array, decimal: str) -> pa.Array:
+    """Numbers as Arrow parses them: 3,75 → 3.75 (decimal commas), 3,750 → 3750 (thousands separators,
+    `contract.tables.GROUPED`, with a decimal point)."""
+    if decimal == ",":
+        return pc.replace_substring(text, ",", ".")
+    grouped = pc.match_substring_regex(text, GROUPED)
+    return pc.if_else(grouped, pc.replace_substring(text, ",", ""), text)
+
+
+def seconds_of(column: pa.Array) -> np.ndarray:
+    """A Parquet date or timestamp column → float64 seconds since the epoch, UTC (a timestamp without a
+    zone is UTC)."""
+    if pa.types.is_date32(column.type):
+        return column.cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.float64) * 86400.0
+    per_second = (
+        1e3
+        if pa.types.is_date64(column.type)
+        else {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[column.type.unit]
+    )
+    ticks = column.cast(pa.int64()).cast(pa.float64(), safe=False)
+    return ticks.to_numpy(zero_copy_only=False) / per_second

@@ -2,12 +2,12 @@
 
 A source is a file, a directory or a glob, of CSV or of Parquet files, resolved to its files by
 contract.tables (the rule training reads `--data` by, so both read the same files for the same spec).
-CSV goes through pyarrow's streaming reader with explicit column types (numeric features as float64,
-everything else as text), so nothing is guessed and no type changes halfway through a file; Parquet is
-read through a buffered stream, so memory does not grow with the size of its row groups. Hive partition
-folders (`city=Paris/`) add their values as text columns. Every batch says where its rows are, so an
-error can name the file and the line (CSV) or the row (Parquet). Nothing here holds more than a few
-batches.
+CSV goes through pyarrow's streaming reader (each file's separator sniffed from its header unless given,
+as training reads it) with explicit column types (numeric features as float64, everything else as
+text), so nothing is guessed and no type changes halfway through a file; Parquet is read through a
+buffered stream, so memory does not grow with the size of its row groups. Hive partition folders
+(`city=Paris/`) add their values as text columns. Every batch says where its rows are, so an error can
+name the file and the line (CSV) or the row (Parquet). Nothing here holds more than a few batches.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pyarrow.csv as pacsv
 
 from contract.errors import ContractError
 from contract.features import NULL_TOKENS
-from contract.tables import default_delimiter, hive_values, resolve
+from contract.tables import default_delimiter, hive_values, resolve, sniff_delimiter
 
 BLOCK_BYTES = 1 << 20  # CSV bytes per batch (~3,500 rows of 30 numbers); larger blocks cost read-ahead memory
 PARQUET_BATCH_ROWS = 8192
@@ -53,10 +53,16 @@ class Chunk:
 
 
 def read_chunks(
-    data: str, wanted: dict[str, str], delimiter: str | None = None, optional: frozenset = frozenset()
+    data: str,
+    wanted: dict[str, str],
+    delimiter: str | None = None,
+    decimal: str = ".",
+    optional: frozenset = frozenset(),
 ) -> Iterator[Chunk]:
     """Batches of the `wanted` columns (name → "number" or "text") from every file of `data`; a file
-    without one of them is an error, unless it is `optional` (then its batches lack it)."""
+    without one of them is an error, unless it is `optional` (then its batches lack it). A CSV file's
+    separator is `delimiter`, else sniffed from its header as training sniffs it
+    (`contract.tables.sniff_delimiter`); `decimal` is its numbers' decimal mark."""
     try:
         resolved = resolve(data)
     except ContractError as exc:
@@ -65,8 +71,19 @@ def read_chunks(
         yield from parquet_chunks(resolved.files, resolved.root, list(wanted), optional)
         return
     for path in resolved.files:
-        sep = delimiter or default_delimiter(path)
-        yield from csv_chunks(path, wanted, sep, hive_values(path, resolved.root), optional)
+        sep = delimiter or sniffed_delimiter(path)
+        yield from csv_chunks(path, wanted, sep, hive_values(path, resolved.root), optional, decimal)
+
+
+def sniffed_delimiter(path: Path) -> str:
+    """The separator of the file's header line (decompressed when the file is)."""
+    try:
+        with pa.input_stream(str(path), compression="detect") as stream:
+            head = stream.read(1 << 16)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise TableError(f"cannot read {path}: {exc}") from None
+    lines = head.decode("utf-8", "replace").lstrip("\ufeff").splitlines()
+    return sniff_delimiter(lines[0] if lines else "", default_delimiter(path))
 
 
 def listing(names, limit: int = 12) -> str:
@@ -75,7 +92,12 @@ def listing(names, limit: int = 12) -> str:
 
 
 def csv_chunks(
-    path: Path, wanted: dict[str, str], delimiter: str, partition: dict, optional: frozenset
+    path: Path,
+    wanted: dict[str, str],
+    delimiter: str,
+    partition: dict,
+    optional: frozenset = frozenset(),
+    decimal: str = ".",
 ) -> Iterator[Chunk]:
     parse = pacsv.ParseOptions(delimiter=delimiter)
     header = csv_header(path, parse)
@@ -97,6 +119,7 @@ def csv_chunks(
             # (" NA ") fails the float parse, and that column is then read as text (below)
             null_values=NULL_TOKENS,
             strings_can_be_null=False,  # text cells stay text: the missing-value rule is the runtime's
+            decimal_point=decimal,
         )
         options = pacsv.ReadOptions(block_size=BLOCK_BYTES)
         try:

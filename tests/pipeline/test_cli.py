@@ -48,7 +48,6 @@ def test_user_csv_by_flags_trains_and_writes_a_run(tmp_path):
         "60",
         "--hidden",
         "8,4",
-        "--quiet",
         "--runs-dir",
         str(tmp_path / "runs"),
     )
@@ -113,3 +112,61 @@ def test_a_full_disk_during_training_is_one_line_and_publishes_nothing(tmp_path)
         line = one_line_exit_2(result)
         assert line.startswith("error: No space left on device: ") and str(runs) in line
         assert os.listdir(runs) == []  # no run, no staging left behind
+
+
+def test_quiet_prints_only_warnings_and_the_final_line(tmp_path):
+    write_user_table(tmp_path / "things.csv", n=40)  # 40 rows: a warning about the small held-out splits
+    runs = tmp_path / "runs"
+    args = ["-m", "pipeline", "train", "--data", str(tmp_path / "things.csv"), "--target", "label"]
+    result = run_cli(*args, "--epochs", "3", "--quiet", "--runs-dir", str(runs))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("warning: too few held-out rows") and len(lines) == 2, lines
+    assert lines[-1].startswith("things: test accuracy") and lines[-1].endswith(str(runs / "things"))
+    assert result.stderr == ""  # no progress either
+
+
+def test_make_passes_paths_with_spaces_and_globs_as_one_argument(tmp_path):
+    """The make targets hand DATA, OUT, RUNS and the rest to the command as single words (a stand-in
+    python records the arguments it gets)."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    record = tmp_path / "argv.json"
+    python = venv / "bin" / "python"
+    python.write_text(
+        f"#!{sys.executable}\nimport json, sys\njson.dump(sys.argv[1:], open({str(record)!r}, 'w'))\n"
+    )
+    python.chmod(0o755)
+    (venv / ".installed").touch()  # `install` is done
+    data = tmp_path / "my data"
+    data.mkdir()
+    for name in ("a.csv", "b.csv"):  # a glob that the shell would expand into two arguments
+        (data / name).write_text("x,label\n1,0\n")
+    cases = {
+        "train": [f"DATA={data}/*.csv", "TARGET=the label", "RUNS=my runs"],
+        "all": [f"DATA={data}/a.csv", "TARGET=label", "ARGS=--epochs 3", "REPOSITORY=my models"],
+        "predict": ["MODEL=m", f"DATA={data}/a.csv", "OUT=out put's.csv", "REPOSITORY=my models"],
+    }
+    for target, variables in cases.items():
+        record.unlink(missing_ok=True)
+        result = subprocess.run(
+            ["make", "-s", "-C", str(ROOT), target, f"VENV={venv}", *variables],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        argv = json.loads(record.read_text())
+        value = {v.split("=", 1)[0]: v.split("=", 1)[1] for v in variables}
+        if target != "predict":
+            assert argv[argv.index("--data") + 1] == value["DATA"], argv
+            assert argv[argv.index("--target") + 1] == value["TARGET"], argv
+        if target == "train":
+            assert argv[argv.index("--runs-dir") + 1] == "my runs"
+        if target == "all":
+            assert argv[-2:] == ["--epochs", "3"] and argv[argv.index("--repository") + 1] == "my models"
+        if target == "predict":
+            assert argv[argv.index("--model") + 1] == "my models/m"
+            assert argv[argv.index("--data") + 1] == value["DATA"]
+            assert argv[argv.index("--out") + 1] == "out put's.csv"

@@ -137,7 +137,8 @@ def kill_a_worker_after_epoch(launcher: subprocess.Popen, state: Path, epoch: in
     raise AssertionError("training never reached the epoch to kill at")
 
 
-LONG = ["--model", "auto-mpg", "--epochs", "40", "--patience", "100", "--batch-size", "32", "--quiet"]
+# Not --quiet: it would hide the line "resuming ... after epoch N" these tests read.
+LONG = ["--model", "auto-mpg", "--epochs", "40", "--patience", "100", "--batch-size", "32"]
 
 
 def test_a_killed_worker_is_restarted_and_the_job_resumes_to_the_same_weights(tmp_path):

@@ -162,21 +162,26 @@ def test_a_directory_with_hive_partitions_and_a_glob_are_one_table(tmp_path):
     np.testing.assert_array_equal(folder.x[:, :-1], whole.x)
 
 
-INFERENCE = [
+INFERENCE = [  # x repeats its values (a column with a different whole number per row is an identifier)
     ("two values", "x,y\n" + "1,yes\n2,no\n" * 10, "binary", "2 distinct values (no, yes)"),
     (
         "few integers",
-        "x,y\n" + "".join(f"{i},{i % 4}\n" for i in range(40)),
+        "x,y\n" + "".join(f"{i % 9},{i % 4}\n" for i in range(40)),
         "multiclass",
         "4 distinct whole",
     ),
     (
         "text values",
-        "x,y\n" + "".join(f"{i},{'abc'[i % 3]}\n" for i in range(30)),
+        "x,y\n" + "".join(f"{i % 9},{'abc'[i % 3]}\n" for i in range(30)),
         "multiclass",
         "some of them text",
     ),
-    ("real numbers", "x,y\n" + "".join(f"{i},{i * 0.37:.2f}\n" for i in range(40)), "regression", "numbers"),
+    (
+        "real numbers",
+        "x,y\n" + "".join(f"{i % 9},{i * 0.37:.2f}\n" for i in range(40)),
+        "regression",
+        "numbers",
+    ),
 ]
 
 
@@ -192,7 +197,7 @@ def test_the_task_is_inferred_from_the_target_and_printed(tmp_path, case, text, 
 
 
 def test_inferences_can_be_overridden(tmp_path):
-    path = write_text(tmp_path / "t.csv", "x,y\n" + "".join(f"{i},{i % 4}\n" for i in range(40)))
+    path = write_text(tmp_path / "t.csv", "x,y\n" + "".join(f"{i % 9},{i % 4}\n" for i in range(40)))
     assert (
         load_dataset(RunConfig(name="t", data=path, target="y", task="regression"), quiet).task
         == "regression"
