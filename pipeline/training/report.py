@@ -41,3 +41,22 @@ def plot_curves(path: Path, history: History, metric: str, title: str) -> None:
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def plot_importance(path: Path, importance: list[dict], title: str, top: int = 20) -> None:
+    """A horizontal bar per feature (the `top` most important): the test loss increase when shuffled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    shown = importance[:top][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(shown) + 1.5))
+    ax.barh([row["feature"] for row in shown], [row["loss_increase"] for row in shown], color="tab:blue")
+    ax.set(xlabel="test loss increase when the feature is shuffled", title=title)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
