@@ -73,6 +73,10 @@ def train_run(
     start = time.perf_counter()
     history = fit(model, dataset, config, progress=progress, job=job, resume=resume, log=log)
     seconds = time.perf_counter() - start
+    plan = history.plan  # the report's config says what ran: the batch, rate, epochs and patience used
+    config = dataclasses.replace(
+        config, batch_size=plan["batch_size"], lr=plan["lr"], epochs=plan["epochs"], patience=plan["patience"]
+    )
     calibration = calibrate(model, dataset, config, job, log)
     metrics = evaluate(model, dataset.chunks("test"), dataset.class_names, job)
     importance = permutation_importance(model, dataset.chunks("test"), dataset.class_names, config.seed)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
-
-from pathlib import Path
 
 from pipeline.config import builtin_config
 from pipeline.data.load import load_dataset
