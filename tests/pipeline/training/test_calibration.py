@@ -71,6 +71,6 @@ def test_permutation_importance_ranks_the_feature_the_model_uses_first():
     x = rng.normal(size=(500, 3)).astype(np.float32)
     y = x[:, 1].astype(np.float64)
     table = permutation_importance(model, [(x, y)], [])
-    assert [row["feature"] for row in table][0] == "signal"
+    assert table[0]["feature"] == "signal"
     assert table[0]["loss_increase"] > 1.0 and table[0]["metric_change"] > 1.0  # RMSE grows
     assert all(abs(row["loss_increase"]) < 1e-9 for row in table[1:])
