@@ -174,7 +174,9 @@ def compile_run(run_dir: Path, log=print) -> dict:
 
 def builtin_summary(reports: list[dict]) -> str:
     """The table `make all` prints: one row per model."""
-    rows = [("model", "task", "test metric", "epochs", "train s", "eager us", "compiled us")]
+    rows = [
+        ("model", "task", "test metric", "epochs", "train s", "compile check s", "eager us", "compiled us")
+    ]
     for r in reports:
         c = r.get("compile", {})
         rows.append(
@@ -184,6 +186,7 @@ def builtin_summary(reports: list[dict]) -> str:
                 summary_line(r).split(",")[0],
                 str(r["epochs_run"]),
                 f"{r['train_seconds']:.1f}",
+                f"{c.get('check_seconds', np.nan):.1f}",
                 f"{c.get('eager_batch1_us', np.nan):.0f}",
                 f"{c.get('compiled_batch1_us', np.nan):.0f}",
             )
