@@ -49,6 +49,9 @@ class RunConfig:
     hidden: list[int] = option([32], "hidden layer sizes")
     activation: str = option("relu", "between hidden layers: relu | tanh | sigmoid | none")
     dropout: float = option(0.0, "dropout after each hidden activation")
+    clip: float = option(
+        3.0, "standardized numbers soft-clipped to about ±clip inside the model, z/sqrt(1+(z/clip)²) (0: off)"
+    )
     lr: float = option(
         0.0, "peak SGD learning rate of the warm-up + cosine schedule (0: 0.05 x sqrt(global batch / 32))"
     )
@@ -93,6 +96,8 @@ class RunConfig:
             raise PipelineError(f"activation {self.activation!r} must be relu, tanh, sigmoid or none")
         if any(h <= 0 for h in self.hidden):
             raise PipelineError(f"hidden sizes must be positive, got {self.hidden}")
+        if self.clip < 0:
+            raise PipelineError(f"clip must be 0 (off) or positive, got {self.clip}")
         if not 0 <= self.dropout < 1:
             raise PipelineError(f"dropout must be in [0, 1), got {self.dropout}")
         if min(self.lr, self.batch_size, self.epochs, self.patience) < 0:

@@ -66,6 +66,7 @@ def train_run(
         threshold=0.5 if config.threshold == "auto" else fixed_threshold(config.threshold),
         target_mean=[mean] if not task.is_classifier else [],
         target_std=[std] if not task.is_classifier else [],
+        clip=config.clip,
     )
     torch.manual_seed(config.seed)
     model = TabularModel(spec)
