@@ -31,7 +31,13 @@ def test_builtin_model_reaches_useful_quality(runs_dir, name):
 def test_run_directory_has_checkpoint_report_and_curves(runs_dir):
     run = runs_dir / "zoo-multiclass"
     report = json.loads((run / "report.json").read_text())
-    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for picture in ("curves.png", "importance.png"):
+        assert (run / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    names = {f["name"] for f in report["features"]}
+    assert {row["feature"] for row in report["feature_importance"]} == names
+    assert {"log_loss", "calibration_error"} <= set(report["test_metrics"])
+    binary = json.loads((runs_dir / "zoo-mammal" / "report.json").read_text())["test_metrics"]
+    assert 0.9 <= binary["roc_auc"] <= 1 and 0.8 <= binary["pr_auc"] <= 1
     assert report["config"]["target"] == "class_type"
     matrix = report["test_metrics"]["confusion_matrix"]
     assert len(matrix) == 7 and sum(map(sum, matrix)) == report["rows"]["test"]
