@@ -192,7 +192,7 @@ def scale_case(n_rows: int, n_features: int = 32, hidden=(64, 64), batch_size: i
         f"{batch_size}, one epoch ({plan.threads} thread(s); target: ours >= 2x sklearn fit)",
         ("trainer", "rows/s", "ours / this"),
         [
-            ("ours (train_one_epoch: schedule, clipping, Nesterov)", f"{ours:,.0f}", "1.00x"),
+            ("ours (train_one_epoch: schedule, clipping)", f"{ours:,.0f}", "1.00x"),
             ("scikit-learn MLPClassifier.fit (sgd, max_iter=1)", f"{fit:,.0f}", f"{ours / fit:.2f}x"),
             (
                 "scikit-learn partial_fit per batch (weaker anchor)",

@@ -93,7 +93,7 @@ def sgd_step(optimizer: torch.optim.SGD) -> None:
 
 
 def make_optimizer(parameters, config: RunConfig, lr: float | None = None) -> torch.optim.SGD:
-    """SGD with the config's momentum (Nesterov) and L2; `lr` the plan's peak (the schedule sets each
+    """SGD with the config's momentum and L2; `lr` the plan's peak (the schedule sets each
     step's). The fused kernel updates every parameter in one call (measured faster per step than the
     foreach and per-parameter forms on these sizes)."""
     skip_dynamo_import()
@@ -101,7 +101,6 @@ def make_optimizer(parameters, config: RunConfig, lr: float | None = None) -> to
         parameters,
         lr=lr or config.lr or BASE_LR,
         momentum=config.momentum,
-        nesterov=config.momentum > 0,
         weight_decay=config.weight_decay,
         fused=True,
     )

@@ -5,9 +5,10 @@ the steps run on.
 The rules, and why:
 - batch: about a sixty-fourth of the training rows, a power of two in [32, 512]: small tables get the
   many small steps they need, large ones steps big enough that Python's per-step cost stops dominating;
-- learning rate: 0.05 at batch 32, growing with the square root of the (global) batch, with Nesterov
-  momentum 0.9; the gradient's norm is clipped at CLIP_NORM, so one bad batch cannot throw the weights
-  far (inputs are standardized and soft-clipped, regression targets standardized: see models.py);
+- learning rate: 0.05 at batch 32, growing with the square root of the (global) batch, momentum 0.9
+  (Nesterov was tried: no better on five tables, worse on one); the gradient's norm is clipped at
+  CLIP_NORM, so one bad batch cannot throw the weights far (inputs are standardized and soft-clipped,
+  regression targets standardized: see models.py);
 - epochs: enough for about STEP_BUDGET SGD steps, in [MIN_EPOCHS, MAX_EPOCHS]; the cosine decay ends at
   the last of them, and early stopping ends a run whose validation loss has not improved for `patience`
   epochs (auto: an eighth of the epochs, at least 10);
