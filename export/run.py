@@ -92,6 +92,7 @@ def export_run(run_dir: Path, repository: Path, keep_versions: bool = False, log
             "class_names": payload["class_names"],
             "target_names": payload["target_names"],
             "threshold": model.spec.threshold,
+            "clip": model.spec.clip,
             "metrics": payload["metrics"],
             "parity": {
                 "rows": len(rows),
