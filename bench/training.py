@@ -17,8 +17,9 @@ from pipeline.data.load import load_dataset
 from pipeline.run import train_run
 from pipeline.tasks import TASKS
 from pipeline.training.batches import MemoryBatches
-from pipeline.training.loop import make_optimizer, train_one_epoch
+from pipeline.training.loop import train_one_epoch
 from pipeline.training.models import build_mlp
+from pipeline.training.optimizer import make_optimizer
 from pipeline.training.schedule import lr_share, plan_training
 
 

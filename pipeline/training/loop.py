@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,9 +33,10 @@ from pipeline.errors import PipelineError
 from pipeline.tasks import TASKS
 from pipeline.training.batches import MemoryBatches, StreamBatches
 from pipeline.training.models import TabularModel
+from pipeline.training.optimizer import make_optimizer, sgd_step
 from pipeline.training.progress import Progress
 from pipeline.training.resume import Resume
-from pipeline.training.schedule import BASE_LR, CLIP_NORM, lr_share, plan_training
+from pipeline.training.schedule import CLIP_NORM, lr_share, plan_training
 
 MAX_RECOVERIES = 4  # restarts of an epoch after a non-finite loss, each at half the learning rate
 
@@ -59,51 +59,6 @@ class History:
 
 class Diverged(PipelineError):
     """The loss stayed non-finite after MAX_RECOVERIES restarts: nothing is published."""
-
-
-def unwrapped(function):
-    while hasattr(function, "__wrapped__"):
-        function = function.__wrapped__
-    return function
-
-
-SGD_UPDATE = unwrapped(torch.optim.SGD.step)  # SGD's own update, under the wrappers described below
-
-
-def skip_dynamo_import() -> None:
-    """torch.optim wraps its methods so that torch.compile does not trace them, and each wrapper imports
-    torch._dynamo on its first call: that import takes about as long as `import torch` itself (measured
-    side by side: 10-12 s against 12-15 s on this busy machine), a large share of a small table's run.
-    Training never compiles the optimizer, so the wrappers are told their functions are hidden already
-    (what their first call would record), and `sgd_step` calls SGD's update the way `step` does (no
-    gradients recorded). A process that has imported dynamo anyway keeps torch's own path."""
-    if "torch._dynamo" in sys.modules:
-        return
-    for cls in (torch.optim.Optimizer, torch.optim.SGD):
-        for value in vars(cls).values():
-            code = getattr(value, "__code__", None)
-            if hasattr(value, "__wrapped__") and code is not None and "disable_fn" in code.co_varnames:
-                value.__wrapped__.__dynamo_disable = value.__wrapped__
-
-
-def sgd_step(optimizer: torch.optim.SGD) -> None:
-    """`optimizer.step()`: the same update (the fused kernel), without the torch._dynamo import."""
-    with torch.no_grad():
-        SGD_UPDATE(optimizer)
-
-
-def make_optimizer(parameters, config: RunConfig, lr: float | None = None) -> torch.optim.SGD:
-    """SGD with the config's momentum and L2; `lr` the plan's peak (the schedule sets each
-    step's). The fused kernel updates every parameter in one call (measured faster per step than the
-    foreach and per-parameter forms on these sizes)."""
-    skip_dynamo_import()
-    return torch.optim.SGD(
-        parameters,
-        lr=lr or config.lr or BASE_LR,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        fused=True,
-    )
 
 
 def train_one_epoch(
@@ -283,7 +238,7 @@ def fit(
     (said, and recorded in `History.recoveries`); after MAX_RECOVERIES restarts the run stops with
     `Diverged`."""
     task = TASKS[model.spec.task]
-    loss_fn = task.make_loss(**class_weights(model, dataset, config, job))
+    loss_fn = task.make_loss(**class_weights(model, dataset, config, job)).to(job.device)
     model.to(job.device)  # NCCL: this process's GPU; gloo: the CPU
     widths = [model.preprocess.n_encoded, *model.spec.hidden, model.spec.n_outputs]
     plan = plan_training(config, dataset.rows["train"], widths, job.world, torch.get_num_threads())

@@ -12,8 +12,9 @@ import torch
 from pipeline.config import RunConfig, builtin_config
 from pipeline.run import train_run
 from pipeline.training import loop
-from pipeline.training.loop import Diverged, make_optimizer, train_one_epoch
+from pipeline.training.loop import Diverged, train_one_epoch
 from pipeline.training.models import build_mlp
+from pipeline.training.optimizer import make_optimizer, sgd_step
 from pipeline.training.schedule import (
     CLIP_NORM,
     FINAL_LR_SHARE,
@@ -109,7 +110,7 @@ def test_sgd_step_is_torch_sgd_step():
         for k, (mlp, optimizer) in enumerate(zip(models, optimizers)):
             optimizer.zero_grad()
             torch.nn.functional.mse_loss(mlp(x), y).backward()
-            loop.sgd_step(optimizer) if k == 0 else optimizer.step()
+            sgd_step(optimizer) if k == 0 else optimizer.step()
     for a, b in zip(*(m.parameters() for m in models)):
         assert torch.equal(a, b)
 
