@@ -60,7 +60,7 @@ class RunConfig:
     batch_size: int = option(0, "rows per SGD step and process (0: from the training rows, 32 to 512)")
     epochs: int = option(0, "epochs; the schedule ends at the last (0: about 4,000 steps, 20 to 200)")
     patience: int = option(
-        0, "epochs without a better validation loss before stopping (0: epochs / 8, at least 10)"
+        0, "epochs without a better validation loss before stopping (0: epochs / 4, at least 10)"
     )
     val_fraction: float = option(0.2, "share of rows for validation (early stopping)")
     test_fraction: float = option(0.2, "share of rows held out for the test metrics")

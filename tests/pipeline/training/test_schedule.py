@@ -33,7 +33,7 @@ def test_auto_plan_follows_the_table_size():
     assert small.batch_size == MIN_BATCH and large.batch_size == MAX_BATCH
     assert large.lr > small.lr == pytest.approx(0.05)  # sqrt(batch / 32) scaling
     assert small.epochs > large.epochs  # about the same number of steps: more epochs of a small table
-    assert small.patience == small.epochs // 8
+    assert small.patience == small.epochs // 4
     given = plan_training(RunConfig(batch_size=64, lr=0.3, epochs=7, patience=2), 300, [8, 32, 1])
     assert (given.batch_size, given.lr, given.epochs, given.patience) == (64, 0.3, 7, 2)
 
