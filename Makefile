@@ -21,7 +21,15 @@ WORKERS ?= 1
 CSV ?=
 OUT ?=
 KEEP ?=
-.PHONY: install all train export verify serve predict bench test test-gpu fuzz soak mutants lint proto clean
+# The serving image (deploy/): make image [BASE=...] [VARIANT=batch] [MODELS=models/]; make run-image
+IMAGE ?= localhost/tabular-deploy:latest
+BASE ?=
+VARIANT ?= runtime
+MODELS ?=
+# podman reads the project's settings (deploy/containers.conf) unless you point it elsewhere.
+export CONTAINERS_CONF ?= $(CURDIR)/deploy/containers.conf
+.PHONY: install all train export verify serve predict bench test test-gpu fuzz soak mutants lint proto clean \
+	base-image image run-image manifests
 
 # Idempotent: the stamp is newer than pyproject.toml once everything is installed.
 install: $(VENV)/.installed
@@ -62,7 +70,10 @@ bench: $(VENV)/.bench-installed
 	@command -v wrk >/dev/null || echo "wrk not found (apt-get install wrk): HTTP load comes from the built-in asyncio client"
 	$(PY) -m bench --repository $(REPOSITORY) --runs-dir $(RUNS)
 
+# As root, the image tests' podman, runc, debootstrap and base image are installed and built first when
+# missing (elsewhere those tests skip, saying why); the tests build the image from the tree itself.
 test: install
+	$(PY) -m deploy prepare-tests
 	$(PY) -m pytest -q
 
 test-gpu: install
@@ -70,10 +81,10 @@ test-gpu: install
 
 # The reliability checks at full size (make test runs them at a CI-friendly size).
 fuzz: install
-	FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -s tests/test_hostile.py tests/test_grpc_hostile.py tests/system/test_faults.py -k "fuzz"
+	FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -s tests/system/test_hostile.py tests/system/test_grpc_hostile.py tests/system/test_faults.py -k "fuzz"
 
 soak: install
-	SOAK_SECONDS=60 FAULT_KILLS=20 $(PY) -m pytest -q -s tests/test_soak.py tests/system/test_faults.py -k "not fuzz"
+	SOAK_SECONDS=60 FAULT_KILLS=20 $(PY) -m pytest -q -s tests/system/test_soak.py tests/system/test_faults.py -k "not fuzz"
 
 # Plants each known bug alone in a temporary copy and checks that its tests fail (README: "Planted bugs").
 mutants: install
@@ -84,12 +95,30 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
 
-# After editing serve/proto/grpc_service.proto: rebuild the descriptor the runtime loads. grpcio-tools is
-# installed here only (<1.77: later releases need protobuf 7, tritonclient's generated code protobuf 6).
+# After editing serve/grpc/proto/*.proto: rebuild the descriptor set the runtime loads (grpc_service.proto and
+# the model_config.proto it imports). grpcio-tools is installed here only (<1.77: later releases need
+# protobuf 7, tritonclient's generated code protobuf 6).
 proto: install
 	$(PY) -m pip install --quiet "grpcio-tools>=1.62,<1.77"
-	$(PY) -m grpc_tools.protoc -I serve/proto --descriptor_set_out=serve/proto/grpc_service.pb \
-		serve/proto/grpc_service.proto
+	$(PY) -m grpc_tools.protoc -I serve/grpc/proto --include_imports \
+		--descriptor_set_out=serve/grpc/proto/grpc_service.pb serve/grpc/proto/grpc_service.proto
+
+# The container image (deploy/Containerfile); these need only python3 and podman, no .venv.
+base-image:
+	$(PYTHON) -m deploy base-image
+
+image:
+	$(PYTHON) -m deploy image --tag $(IMAGE) --variant $(VARIANT) $(if $(BASE),--base $(BASE),) \
+		$(if $(MODELS),--models $(MODELS),)
+
+# The image on the host network as `make serve` would bind (HOST, PORT, GRPC_PORT), REPOSITORY read-only
+# at /mnt/models (REPOSITORY= with nothing: the models baked into the image).
+run-image:
+	$(PYTHON) -m deploy run-image --image $(IMAGE) --repository "$(REPOSITORY)" --host $(HOST) \
+		--port $(PORT) --grpc-port $(GRPC_PORT)
+
+manifests: install
+	$(PY) -m deploy validate
 
 clean:
 	rm -rf $(RUNS) $(REPOSITORY) .pytest_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
@@ -10,7 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-SECTIONS = ("inprocess", "http", "grpc", "training", "data", "predict", "makeall")
+from bench.report import cpu_hog
+
+SECTIONS = ("inprocess", "http", "grpc", "training", "data", "predict", "makeall", "tables")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
         "--sections", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}"
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not a measurement")
+    parser.add_argument(
+        "--hog", action="store_true", help="run every measurement beside a busy process pinned to core 0"
+    )
+    parser.add_argument(
+        "--tables", default="", help="the tables section: comma-separated names (default: all, or --quick's)"
+    )
     args = parser.parse_args(argv)
     sections = [s for s in args.sections.split(",") if s]
     from pipeline.config import builtin_names
@@ -42,81 +51,102 @@ def main(argv: list[str] | None = None) -> int:
         },
         "quick": args.quick,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "hog": args.hog,
     }
-    for section in sections:
-        if section == "inprocess":
-            from bench import inprocess
-
-            results[section], text = inprocess.run(
-                args.repository,
-                args.runs_dir,
-                names,
-                calls=200 if args.quick else 5000,
-                big_calls=6 if args.quick else 60,
-            )
-        elif section == "http":
-            from bench import serving
-
-            results[section], text = serving.run(
-                args.repository, seconds=1.0 if args.quick else 10.0, rounds=1 if args.quick else 3
-            )
-        elif section == "grpc":
-            from bench import grpc_serving
-
-            results[section], text = grpc_serving.run(
-                args.repository, seconds=1.0 if args.quick else 10.0, rounds=1 if args.quick else 3
-            )
-        elif section == "training":
-            try:
-                import sklearn  # noqa: F401
-            except ImportError:
-                print("\n== training: skipped (scikit-learn not installed: pip install -e '.[bench]')")
-                continue
-            from bench import training
-
-            with tempfile.TemporaryDirectory(prefix="bench-runs-") as runs:
-                results[section], text = training.run(
-                    names,
-                    [0] if args.quick else [0, 1, 2, 3, 4],
-                    Path(runs),
-                    scale_rows=20_000 if args.quick else 1_000_000,
-                )
-                scaling, scaling_text = training.scaling_case(Path(runs), 50_000 if args.quick else 1_000_000)
-                results[section]["scaling"] = scaling
-                text += scaling_text
-        elif section == "data":
-            from bench import data
-
-            with tempfile.TemporaryDirectory(prefix="bench-data-") as workdir:
-                results[section], text = data.run_section(
-                    Path(workdir),
-                    rows=50_000 if args.quick else 1_000_000,
-                    big_rows=200_000 if args.quick else 20_000_000,
-                    rounds=1 if args.quick else 3,
-                )
-        elif section == "predict":
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError:
-                print("\n== predict: skipped (pyarrow not installed: pip install -e '.[batch]')")
-                continue
-            from bench import batch_predict
-
-            results[section], text = batch_predict.run(
-                n_rows=50_000 if args.quick else 1_000_000, rounds=1 if args.quick else 3
-            )
-        elif section == "makeall":
-            from bench import makeall
-
-            results[section], text = makeall.run()
-        else:
-            print(f"error: unknown section {section!r}", file=sys.stderr)
-            return 2
-        print(text, flush=True)
+    with cpu_hog() if args.hog else contextlib.nullcontext():
+        for section in sections:
+            text = run_section(section, args, names, results)
+            if text is None:
+                return 2
+            print(text, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nall numbers: {args.out}")
     return 0
+
+
+def run_section(section: str, args, names: list[str], results: dict) -> str | None:
+    """Run one section into `results[section]`; its table as text ("" when skipped, None when unknown)."""
+    if section == "inprocess":
+        from bench import inprocess
+
+        results[section], text = inprocess.run(
+            args.repository,
+            args.runs_dir,
+            names,
+            calls=200 if args.quick else 5000,
+            big_calls=6 if args.quick else 60,
+        )
+    elif section == "http":
+        from bench import serving
+
+        results[section], text = serving.run(
+            args.repository, seconds=1.0 if args.quick else 10.0, rounds=1 if args.quick else 3
+        )
+    elif section == "grpc":
+        from bench import grpc_serving
+
+        results[section], text = grpc_serving.run(
+            args.repository, seconds=1.0 if args.quick else 10.0, rounds=1 if args.quick else 3
+        )
+    elif section == "training":
+        try:
+            import sklearn  # noqa: F401
+        except ImportError:
+            return "\n== training: skipped (scikit-learn not installed: pip install -e '.[bench]')"
+        from bench import training
+
+        with tempfile.TemporaryDirectory(prefix="bench-runs-") as runs:
+            results[section], text = training.run(
+                names,
+                [0] if args.quick else [0, 1, 2, 3, 4],
+                Path(runs),
+                scale_rows=20_000 if args.quick else 1_000_000,
+            )
+            scaling, scaling_text = training.scaling_case(Path(runs), 50_000 if args.quick else 1_000_000)
+            results[section]["scaling"] = scaling
+            text += scaling_text
+    elif section == "data":
+        from bench import data
+
+        with tempfile.TemporaryDirectory(prefix="bench-data-") as workdir:
+            results[section], text = data.run_section(
+                Path(workdir),
+                rows=50_000 if args.quick else 1_000_000,
+                big_rows=200_000 if args.quick else 20_000_000,
+                rounds=1 if args.quick else 3,
+            )
+    elif section == "predict":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            return "\n== predict: skipped (pyarrow not installed: pip install -e '.[batch]')"
+        from bench import batch_predict
+
+        results[section], text = batch_predict.run(
+            n_rows=50_000 if args.quick else 1_000_000, rounds=1 if args.quick else 3
+        )
+    elif section == "makeall":
+        from bench import makeall
+
+        results[section], text = makeall.run()
+    elif section == "tables":
+        try:
+            import lightgbm  # noqa: F401
+            import pandas  # noqa: F401
+        except ImportError:
+            return "\n== tables: skipped (lightgbm, pandas not installed: pip install -e '.[bench]')"
+        from bench import public_tables, table_suite
+
+        chosen = args.tables.split(",") if args.tables else None
+        quick = public_tables.QUICK if args.quick else [t.name for t in public_tables.TABLES]
+        results[section], text = table_suite.run(
+            chosen or quick, args.out.parent / "tables", max_rows=300 if args.quick else None, hog=args.hog
+        )
+    else:
+        print(f"error: unknown section {section!r}", file=sys.stderr)
+        return None
+    return text
 
 
 if __name__ == "__main__":

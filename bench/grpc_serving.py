@@ -26,7 +26,7 @@ import numpy as np
 
 from bench.report import table
 from bench.serving import MODEL, ROOT, ROW, bodies, free_port, load, server
-from serve.grpc_messages import SERVICE, ModelInferRequest
+from serve.grpc.messages import SERVICE, ModelInferRequest
 
 CALLS_PER_CHANNEL = 8  # coroutines sharing one HTTP/2 connection
 

@@ -16,7 +16,7 @@ from serve.model import Model
 
 
 def candidates(model_dir: Path, run_dir: Path, batch: np.ndarray) -> dict:
-    runtime = Model(model_dir).load()
+    runtime = Model.load(model_dir)
     session = runtime.session
     names = [o.name for o in session.get_outputs()]
     eager, _ = load_checkpoint(run_dir / "checkpoint.pt")

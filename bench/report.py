@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -39,6 +40,21 @@ def measure(command: list[str]) -> tuple[float, float, str]:
     if report["status"] != 0:
         raise RuntimeError(f"{' '.join(command[:4])}… failed: {done.stderr[-2000:]}")
     return report["seconds"], report["kib"] / 1024, "\n".join(lines[:-1])
+
+
+HOG = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True:\n    pass\n"
+
+
+@contextlib.contextmanager
+def cpu_hog(core: int = 0):
+    """A busy process pinned to one core while the block runs, so a measurement sees a machine where
+    another program holds a core (both sides of a comparison run beside it). Yields its pid."""
+    hog = subprocess.Popen([sys.executable, "-c", HOG, str(core)])
+    try:
+        yield hog.pid
+    finally:
+        hog.kill()
+        hog.wait()
 
 
 def timed_calls(call, n: int) -> np.ndarray:

@@ -3,7 +3,8 @@ text that means "missing" in a table cell or a request.
 
 Numeric features carry the training mean (the imputed value) and standard deviation; categorical ones
 their codes in one-hot order and the text each code stands for. The model takes codes; text is turned
-into codes with `labels` → `categories`, and a value never seen in training encodes as all zeros.
+into codes with `labels` → `categories` (`category_code`: surrounding spaces and, where the categories
+do not differ only by it, case do not count), and a value never seen in training encodes as all zeros.
 """
 
 from __future__ import annotations
@@ -45,3 +46,24 @@ def case_variants(token: str) -> list[str]:
 
 
 NULL_TOKENS = sorted({v for token in MISSING for v in case_variants(token)})  # the unpadded spellings
+
+
+def category_lookup(labels: list[str], codes: list[float]) -> dict[str, float]:
+    """The table `category_code` reads: each training category's text → its code, and its lower-cased
+    text too, unless two categories differ only in case (those keep to their exact spelling)."""
+    lookup = dict(zip(labels, codes))
+    folded: dict[str, list[float]] = {}
+    for label, code in zip(labels, codes):
+        folded.setdefault(label.lower(), []).append(code)
+    for text, found in folded.items():
+        if len(found) == 1:
+            lookup.setdefault(text, found[0])
+    return lookup
+
+
+def category_code(lookup: dict[str, float], text: str) -> float | None:
+    """The code of a category given as text: spaces around it do not count, nor does case (where the
+    training categories are told apart without it); None for a value never seen in training."""
+    text = text.strip()
+    code = lookup.get(text)
+    return lookup.get(text.lower()) if code is None else code

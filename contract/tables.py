@@ -81,9 +81,10 @@ def resolve(spec: str) -> Resolved:
             raise ContractError(f"{path} holds no .csv, .tsv or .parquet file")
         return Resolved(files, path, one_format(spec, files))
     if any(c in spec for c in GLOB_CHARACTERS):
+        base = glob_base(spec)
         matched = [Path(p) for p in glob.glob(spec, recursive=True)]
         files = sorted(
-            p for p in matched if p.is_file() and not hidden_name(p) and is_table_file(p, txt=True)
+            p for p in matched if p.is_file() and not hidden(p, base) and is_table_file(p, txt=True)
         )
         if not files:
             raise ContractError(f"no table file matches {spec}")
@@ -91,8 +92,10 @@ def resolve(spec: str) -> Resolved:
     raise ContractError(f"no such file: {path}")
 
 
-def hidden_name(path: Path) -> bool:
-    return path.name.startswith((".", "_"))
+def glob_base(spec: str) -> Path:
+    """The folder a glob starts from: its path up to the last separator before the first wildcard."""
+    head = spec[: min(spec.index(c) for c in GLOB_CHARACTERS if c in spec)]
+    return Path(head) if head.endswith(("/", "\\")) or not head else Path(head).parent
 
 
 def one_format(spec: str, files: list[Path]) -> str:

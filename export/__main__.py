@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="publish as the next version and keep older ones (default: replace version 1)",
         )
+        sub.add_argument(
+            "--allow-breaking",
+            action="store_true",
+            help="publish even when the input schema breaks the published one's (features removed, added, "
+            "reordered or retyped, categories dropped or recoded, classes changed); says what breaks",
+        )
         if command == "all":
             add_config_flags(sub)
     return parser
@@ -51,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             for config in configs_from_args(args):
                 train_run(config, args.runs_dir, progress=not args.quiet)
                 compile_run(args.runs_dir / config.name)
-                manifests.append(export_run(args.runs_dir / config.name, args.repository, args.keep_versions))
+                manifests.append(
+                    export_run(
+                        args.runs_dir / config.name, args.repository, args.keep_versions, args.allow_breaking
+                    )
+                )
             print()
             print(summary_table(manifests))
             return 0
@@ -59,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "verify":
                 verify_published(args.runs_dir / name, args.repository)
             else:
-                export_run(args.runs_dir / name, args.repository, args.keep_versions)
+                export_run(args.runs_dir / name, args.repository, args.keep_versions, args.allow_breaking)
         return 0
     except (PipelineError, VerificationError) as exc:
         print(f"error: {exc}", file=sys.stderr)

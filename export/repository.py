@@ -28,6 +28,7 @@ from contract.repository import (
     sha256_of,
 )
 from contract.repository import read_manifest as read_manifest_file
+from contract.schema import BREAKING
 from pipeline.errors import PipelineError
 
 
@@ -79,11 +80,20 @@ def version_policy_clause(config: str) -> str | None:
     return None
 
 
-def publish(repository: Path, name: str, onnx_file: Path, manifest: dict, keep_versions: bool) -> Path:
+def publish(
+    repository: Path,
+    name: str,
+    onnx_file: Path,
+    manifest: dict,
+    keep_versions: bool,
+    breaking: list[str] = (),
+) -> Path:
     """Publish `onnx_file` as the next version (or as version 1, replacing all, without
     `keep_versions`), with its manifest and config. Returns the published model.onnx path. With
     `keep_versions`, the config keeps the version_policy an operator may have set (latest N, all,
-    specific: which of the kept versions the server serves); a fresh version 1 gets the default."""
+    specific: which of the kept versions the server serves); a fresh version 1 gets the default.
+    `breaking`: what this version breaks of the schema served before, when published anyway; recorded
+    in the manifest, where the server reads that the break is allowed (contract.schema)."""
     directory = model_dir(repository, name)
     remove_stale_staging(directory)
     staged = staging_dir(directory)
@@ -105,7 +115,10 @@ def publish(repository: Path, name: str, onnx_file: Path, manifest: dict, keep_v
             "created": created,
         }
         kept = {k: v for k, v in previous.get("versions", {}).items() if int(k) in older}
-        manifest["versions"] = {**kept, str(version): {"sha256": manifest["sha256"], "created": created}}
+        entry = {"sha256": manifest["sha256"], "created": created}
+        if breaking:
+            entry[BREAKING] = list(breaking)
+        manifest["versions"] = {**kept, str(version): entry}
         (staged / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         policy = version_policy_clause(read_config(directory)) if older else None
         config = config_pbtxt(name, manifest["inputs"], manifest["outputs"], policy or DEFAULT_VERSION_POLICY)

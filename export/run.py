@@ -1,4 +1,6 @@
-"""Export one trained run into the model repository: ONNX → verification → manifest → publication."""
+"""Export one trained run into the model repository: schema check → ONNX → verification → manifest →
+publication. A run whose input schema breaks the one published under its name (contract.schema) is
+refused before anything is exported, unless `allow_breaking`."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import onnxruntime
 import onnxscript
 import torch
 
-from contract.repository import MODEL_FILE, OUTPUT_DATATYPES, PLATFORM, sha256_of, tensor_spec
+from contract.repository import MANIFEST, MODEL_FILE, OUTPUT_DATATYPES, PLATFORM, sha256_of, tensor_spec
+from contract.schema import breaking_changes, describe
 from export.onnx import OPSET, export_onnx, graph_metadata
 from export.repository import model_dir, publish, read_manifest
 from export.verify import BackendResult, VerificationError, parity_table, verify
@@ -60,12 +63,45 @@ def compile_result(run_dir: Path) -> list[BackendResult]:
     return [BackendResult(backend="torch.compile", status="passed", outputs=diffs)]
 
 
-def export_run(run_dir: Path, repository: Path, keep_versions: bool = False, log=print) -> dict:
+def schema_changes(repository: Path, name: str, contract: dict, allow_breaking: bool, log=print) -> list[str]:
+    """What the run's input schema (`contract`: the manifest's task, features, class and target names,
+    threshold) breaks of the model published as `name` ([] for a new name). A break is refused with a
+    PipelineError, unless `allow_breaking`: then it is printed and returned, to be recorded."""
+    directory = model_dir(repository, name)
+    if not (directory / MANIFEST).is_file():
+        return []
+    published = read_manifest(directory)
+    changes = breaking_changes(describe(published), describe(contract))
+    if changes and not allow_breaking:
+        raise PipelineError(
+            f"{name}: the new input schema breaks the one clients of version {published.get('version')} use: "
+            f"{'; '.join(changes)}. Publish it under a new model name (train with --name), or pass "
+            "--allow-breaking to replace it anyway"
+        )
+    version = published.get("version")
+    for change in changes:
+        log(f"{name}: breaking the input schema of version {version} (--allow-breaking): {change}")
+    return changes
+
+
+def export_run(
+    run_dir: Path, repository: Path, keep_versions: bool = False, allow_breaking: bool = False, log=print
+) -> dict:
     """Export, verify and publish one run; returns the published manifest. Nothing is published when
-    verification fails (`VerificationError`)."""
+    verification fails (`VerificationError`), or when the run's input schema breaks the published one's
+    without `allow_breaking` (PipelineError)."""
     name = run_dir.name
     model_dir(repository, name)  # checks the name before anything is written
     model, payload = load_checkpoint(run_dir / "checkpoint.pt")
+    contract = {
+        "task": model.spec.task,
+        "features": [f.to_dict() for f in model.spec.features],
+        "class_names": payload["class_names"],
+        "target_names": payload["target_names"],
+        "threshold": model.spec.threshold,
+        "clip": model.spec.clip,
+    }
+    breaking = schema_changes(repository, name, contract, allow_breaking, log)
     held_out = payload["held_out"].numpy()
     rows = parity.parity_rows(model.spec.features, held_out)
     with tempfile.TemporaryDirectory(prefix=f"export-{name}-") as scratch:
@@ -83,16 +119,11 @@ def export_run(run_dir: Path, repository: Path, keep_versions: bool = False, log
         inputs, outputs = graph_io(onnx_file)
         manifest = {
             "name": name,
-            "task": model.spec.task,
             "platform": PLATFORM,
             "opset": OPSET,
             "inputs": inputs,
             "outputs": outputs,
-            "features": [f.to_dict() for f in model.spec.features],
-            "class_names": payload["class_names"],
-            "target_names": payload["target_names"],
-            "threshold": model.spec.threshold,
-            "clip": model.spec.clip,
+            **contract,
             "metrics": payload["metrics"],
             "parity": {
                 "rows": len(rows),
@@ -102,7 +133,7 @@ def export_run(run_dir: Path, repository: Path, keep_versions: bool = False, log
             "training": {"config": payload["config"], "versions": payload["versions"]},
             "producer": producer_versions(),
         }
-        published = publish(repository, name, onnx_file, manifest, keep_versions)
+        published = publish(repository, name, onnx_file, manifest, keep_versions, breaking)
     log(f"{name}: published {published}")
     return read_manifest(published.parent.parent)
 

@@ -1,10 +1,15 @@
-"""The lightweight runtime: onnxruntime + numpy only (never torch, onnx, pipeline or export).
+"""The lightweight runtime: onnxruntime + numpy only (never torch, onnx, pipeline or export); the format
+of what it reads is contract/'s.
 
-`model` holds the runtime model class (load → predict); `repository` reads a model repository into the
-versions served (`policy`: config.pbtxt's version_policy) and `lifecycle` keeps them in step with the
-disk (poll, explicit load/unload); `protocol` decodes and encodes Open Inference Protocol (V2) and V1
-bodies, `batching` merges concurrent requests; `dataplane` is what both transports share, `app` is the
-HTTP server and `grpc_server` (`grpc_protocol`, `grpc_messages`) the gRPC one; `workers` runs several
-server processes on one port. `predict` is batch prediction from CSV or Parquet (`tables` reads,
-`serve.predict.encoding` encodes); it needs pyarrow, the `batch` extra, which the servers never import.
+- `model`: the runtime model class (`Model.load` → predict); `store`: reading a model directory;
+  `repository`: the versions served (`policy`: config.pbtxt's version_policy) and `lifecycle`: keeping
+  them in step with the disk (poll, explicit load/unload); `batching`: merging concurrent requests;
+  `metrics`; `errors`: the named errors and their statuses; `config`: the server's settings.
+- `dataplane`: what both transports do (health, metadata, index, model control, inference);
+  `request`: the request checks both share.
+- `http/` and `grpc/`: the two transports over the data plane; neither imports the other.
+- `server`: the composition root, which starts both over one data plane and drains them together;
+  `workers`: several server processes on one port. `__main__`: the command line.
+- `predict/`: batch prediction from CSV or Parquet; it needs pyarrow (the `batch` extra), which the
+  servers never import.
 """

@@ -1,11 +1,11 @@
-"""Command line: `python -m serve serve` (the HTTP and gRPC server) and `python -m serve predict` (batch
-prediction from CSV or Parquet). Every server flag also reads an environment variable, SERVE_<FLAG>."""
+"""Command line: `python -m serve serve` (the HTTP and gRPC server, serve/server.py) and `python -m serve
+predict` (batch prediction from CSV or Parquet, serve/predict/). Every server flag also reads an
+environment variable, SERVE_<FLAG>. Parsing only: what each command does is in those modules."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -93,10 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve(args, argv: list[str]) -> int:
-    from serve.app import App, build_server
+    from serve import server
     from serve.config import ServerConfig
 
-    batching = BatchingConfig(not args.no_batching, args.max_batch_rows, args.max_delay_us, args.max_queue)
     config = ServerConfig(
         repository=args.repository,
         host=args.host,
@@ -105,53 +104,26 @@ def serve(args, argv: list[str]) -> int:
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_rows=args.max_rows,
         threads=args.threads,
-        batching=batching,
+        batching=BatchingConfig(
+            enabled=not args.no_batching,
+            max_batch_rows=args.max_batch_rows,
+            max_delay_us=args.max_delay_us,
+            max_queue=args.max_queue,
+        ),
         poll_s=args.poll_s,
         idle_timeout_s=args.idle_timeout_s,
         header_timeout_s=args.header_timeout_s,
         body_timeout_s=args.body_timeout_s,
         max_connections=args.max_connections,
     )
-    if args.worker is None:
-        exposure = (
-            "loopback only"
-            if args.host in ("127.0.0.1", "localhost", "::1")
-            else "ALL callers on that address"
-        )
-        grpc = f" and grpc://{args.host}:{args.grpc_port}" if args.grpc_port else ""
-        workers = f", {args.workers} workers" if args.workers > 1 else ""
-        print(
-            f"serving {args.repository} on http://{args.host}:{args.port}{grpc} "
-            f"({exposure}; no authentication{workers})",
-            flush=True,
-        )
-    if args.workers > 1 and args.worker is None:
-        from serve.workers import Supervisor
-
-        return Supervisor(config, args.workers, argv, log=lambda line: print(line, flush=True)).run()
-    try:
-        import uvloop  # noqa: F401
-
-        loop = "uvloop"
-    except ImportError:
-        loop = "asyncio"
-    sockets = None
-    if args.worker is not None:  # one of several processes on the same ports
-        from serve.workers import die_with_supervisor, reuse_port_socket
-
-        die_with_supervisor()
-        config.reuse_port, config.control_file = True, args.runtime_dir / "unloaded.json"
-        sockets = [reuse_port_socket(args.host, args.port)]
-    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal with the handler that was
-    # installed before it ran; with this one the process then exits 0 instead of dying by the signal.
-    for stop in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop, lambda *_: None)
-    try:
-        build_server(App(config, log=lambda line: print(line, flush=True)), loop=loop).run(sockets=sockets)
-    except SystemExit as exc:  # uvicorn exits 3 when it cannot start (a port taken); it said why
-        return 2 if exc.code else 0
-    print("stopped", flush=True)
-    return 0
+    return server.main(
+        config,
+        workers=args.workers,
+        argv=argv,
+        worker=args.worker,
+        runtime_dir=args.runtime_dir,
+        log=lambda line: print(line, flush=True),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from serve.errors import QueueFull
+from serve.metrics import InferenceStatistics
 from serve.model import Model
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BatchingConfig:
     enabled: bool = True  # merge concurrent requests
     max_batch_rows: int = 1024  # rows per onnxruntime call, at most (a larger request runs alone)
@@ -33,6 +34,7 @@ class Batcher:
         self.model, self.config = model, config
         self.queue_time = metrics.queue_time.labels(model.name)
         self.batch_rows = metrics.batch_rows.labels(model.name)
+        self.statistics = InferenceStatistics()  # Triton's, of this version
         self.pending: deque[tuple[np.ndarray, asyncio.Future, float]] = deque()
         self.pending_rows = 0
         self.scheduled = False
@@ -82,13 +84,22 @@ class Batcher:
     def run(self, batch: list) -> list[dict[str, np.ndarray]]:
         """One onnxruntime call for the whole batch, split back per request."""
         start = time.perf_counter()
-        for _, _, queued in batch:
-            self.queue_time.observe(start - queued)
+        waits = [start - queued for _, _, queued in batch]
+        for wait in waits:
+            self.queue_time.observe(wait)
         features = batch[0][0] if len(batch) == 1 else np.concatenate([b[0] for b in batch])
+        gathered = time.perf_counter()
         outputs = self.model.run(features)
+        computed = time.perf_counter()
         self.batch_rows.observe(len(features))
         if len(batch) == 1:
-            return [outputs]
-        bounds = np.cumsum([len(b[0]) for b in batch])[:-1]
-        split = {name: np.split(value, bounds) for name, value in outputs.items()}
-        return [{name: parts[k] for name, parts in split.items()} for k in range(len(batch))]
+            results = [outputs]
+        else:
+            bounds = np.cumsum([len(b[0]) for b in batch])[:-1]
+            split = {name: np.split(value, bounds) for name, value in outputs.items()}
+            results = [{name: parts[k] for name, parts in split.items()} for k in range(len(batch))]
+        end = time.perf_counter()
+        self.statistics.executed(
+            waits, len(features), (gathered - start, computed - gathered, end - computed)
+        )
+        return results

@@ -8,7 +8,7 @@ from pathlib import Path
 from serve.batching import BatchingConfig
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ServerConfig:
     repository: Path = Path("models")  # the model repository to serve
     host: str = "127.0.0.1"  # bind address; anything else exposes an unauthenticated server

@@ -1,24 +1,33 @@
-"""What both transports do, in one place: health, metadata, the repository index and model control, and
-the served versions whose batching queues run inference. serve/app.py (HTTP) and serve/grpc_server.py
-(gRPC) only turn their wire formats into these calls and back (with the shared checks of
-serve/protocol.py) and map the named errors of serve/errors.py to their own status codes.
+"""What both transports do, in one place: health, server and model metadata (V2, and V1's body), Triton's
+model configuration and statistics extensions, the repository index and model control, inference through
+the served versions' batching queues, and the request metrics and inference statistics. serve/http/ and
+serve/grpc/ only turn their wire formats into these calls and back (with the shared checks of
+serve/request.py) and map the named errors of serve/errors.py to their own status codes; serve/server.py
+builds one DataPlane and hands it to both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from pathlib import Path
 
+import numpy as np
+from google.protobuf import json_format
+
+from contract.repository import PLATFORM
+from contract.schema import SCHEMA_PARAMETER
 from serve.config import ServerConfig
 from serve.errors import BadRequest, ServeError, Unavailable
 from serve.lifecycle import Lifecycle
 from serve.metrics import Metrics
 from serve.repository import Repository, Served
+from serve.triton import ModelConfig, ModelStatisticsResponse
 
 SERVER_NAME = "tabular-deploy"
 SERVER_VERSION = "0.1.0"
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
-PLATFORM = "onnxruntime_onnx"
+EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration", "statistics"]
 METRICS_REFRESH_S = 0.25
 
 
@@ -91,7 +100,80 @@ class DataPlane:
             "platform": PLATFORM,
             "inputs": manifest["inputs"],
             "outputs": manifest["outputs"],
+            # the input schema (contract.schema) as JSON text: the protocol's parameters are scalars
+            "parameters": {SCHEMA_PARAMETER: model.schema_json},
         }
+
+    def model_config(self, name: str, version: str | None = None):
+        """Triton's ModelConfig of a served version: config.pbtxt as the repository holds it, with the
+        version's input schema added to its parameters (as JSON text, under "schema")."""
+        served = self.served(name, version)
+        config = ModelConfig()
+        recorded = self.repository.states[name].config
+        if recorded is not None:
+            config.CopyFrom(recorded)
+        else:  # a model directory without config.pbtxt: what Triton would need at least
+            config.name, config.platform = name, PLATFORM
+        config.parameters[SCHEMA_PARAMETER].string_value = served.model.schema_json
+        return config
+
+    def statistics(self, name: str = "", version: str = ""):
+        """Triton's ModelStatisticsResponse: every served version of every model (no name), of one model,
+        or one version."""
+        if version and not name:
+            raise BadRequest("statistics of a version need the model's name")
+        if name and version:
+            chosen = [(name, version, self.served(name, version))]
+        elif name:
+            self.served(name)
+            chosen = [(name, v, s) for v, s in self.repository.states[name].versions.items()]
+        else:
+            chosen = [
+                (n, v, s) for n, state in self.repository.states.items() for v, s in state.versions.items()
+            ]
+        chosen.sort(key=lambda item: (item[0], int(item[1])))
+        stats = [served.batcher.statistics.to_dict(n, v) for n, v, served in chosen]
+        return json_format.ParseDict({"model_stats": stats}, ModelStatisticsResponse())
+
+    def v1_metadata(self, name: str) -> dict:
+        """KServe V1's model metadata: the default version, its task, feature and output names, and its
+        input schema (contract.schema)."""
+        model = self.served(name).model
+        manifest = model.manifest
+        return {
+            "name": model.name,
+            "ready": True,
+            "version": model.version,
+            "task": manifest["task"],
+            "features": [f["name"] for f in model.features],
+            "class_names": manifest["class_names"],
+            "target_names": manifest["target_names"],
+            "schema": model.schema,
+        }
+
+    # -- inference ---------------------------------------------------------------------------------------
+    async def infer(self, served: Served, features: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of `served` for checked features, through its batching queue."""
+        return await served.batcher.submit(features)
+
+    @contextlib.contextmanager
+    def counting(self, served: Served):
+        """Count one inference request to `served` in its statistics, from decoding to the encoded answer:
+        a success, or a failure whatever the cause (a refused input, a full queue, a client gone)."""
+        start = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            served.batcher.statistics.finished(False, time.perf_counter() - start)
+            raise
+        served.batcher.statistics.finished(True, time.perf_counter() - start)
+
+    def record(self, model: str, endpoint: str, status: int, seconds: float) -> None:
+        """Count one request of either transport; a model name that is not in the repository is counted
+        as "(unknown)", so clients, who choose names freely, cannot grow the label set."""
+        if model and model not in self.repository.states:
+            model = "(unknown)"
+        self.metrics.record(model, endpoint, status, seconds)
 
     # -- the repository --------------------------------------------------------------------------------
     def index(self, ready_only: bool = False) -> list[dict]:

@@ -1,12 +1,18 @@
 """Named errors of the runtime and server, each mapped here, and nowhere else, to one HTTP status and one
 gRPC status code (the gRPC transport looks the code up by name: errors.py stays free of grpc)."""
 
+MAX_MESSAGE = 500  # characters: a message repeats what the client sent (names, versions), never all of it
+
 
 class ServeError(Exception):
     status = 500
     grpc_code = "INTERNAL"
 
     def __init__(self, message: str):
+        """`message`, made one line of at most MAX_MESSAGE characters."""
+        message = " ".join(message.splitlines())
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 3] + "..."
         super().__init__(message)
         self.message = message
 

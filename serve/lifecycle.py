@@ -23,8 +23,10 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from contract.repository import is_model_name
 from serve.errors import BadRequest, NotFound
-from serve.repository import ModelState, Repository, describe, identity, is_model_name
+from serve.repository import ModelState, Repository, describe
+from serve.store import identity
 
 CONTROL_TICK_S = 1.0  # how often workers look at the shared unloads when the poll is off
 

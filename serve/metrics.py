@@ -1,4 +1,5 @@
-"""Prometheus metrics of the server, in their own registry (one per server).
+"""What the server counts: Prometheus metrics, in their own registry (one per server), and Triton's
+inference statistics of each served model version (`InferenceStatistics`, the statistics extension).
 
 With several worker processes (`--workers`), prometheus-client's multiprocess mode is on (the supervisor
 sets PROMETHEUS_MULTIPROC_DIR for them): every worker writes its values to files there, and whichever
@@ -10,6 +11,7 @@ work that way, so there each worker copies its queue lengths into its file a few
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -97,3 +99,70 @@ class Metrics:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
         return generate_latest(registry)
+
+
+MAX_BATCH_SIZES = 4096  # distinct batch sizes given their own statistics, per model version
+DURATIONS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+COMPUTE = DURATIONS[3:]
+NO_CACHE = ("cache_hit", "cache_miss")  # there is no response cache: always zero, written as Triton does
+
+
+class InferenceStatistics:
+    """Triton's statistics of one served model version since it was loaded, in this process: plain
+    counters, changed on the event loop only (Batcher.run, DataPlane.counting). Durations are [count,
+    nanoseconds]; as in Triton, each request of an onnxruntime call counts that call's compute times."""
+
+    def __init__(self):
+        self.last_inference = 0  # milliseconds since the epoch
+        self.inference_count = 0  # rows inferred
+        self.execution_count = 0  # onnxruntime calls
+        self.durations = {name: [0, 0] for name in DURATIONS}
+        self.batches: dict[int, dict[str, list[int]]] = {}  # rows of a call → its compute durations
+
+    def finished(self, succeeded: bool, seconds: float) -> None:
+        """One inference request answered (or refused, or failed), after `seconds`."""
+        add(self.durations["success" if succeeded else "fail"], 1, seconds)
+        self.last_inference = int(time.time() * 1000)
+
+    def executed(self, waits: list[float], rows: int, compute: tuple[float, float, float]) -> None:
+        """One onnxruntime call for requests that waited `waits` seconds in the queue, `rows` rows in
+        all, and took `compute` seconds to gather its input, run and split its output."""
+        self.inference_count += rows
+        self.execution_count += 1
+        for wait in waits:
+            add(self.durations["queue"], 1, wait)
+        for name, seconds in zip(COMPUTE, compute):
+            add(self.durations[name], len(waits), seconds * len(waits))
+        batch = self.batches.get(rows)
+        if batch is None and len(self.batches) < MAX_BATCH_SIZES:
+            batch = self.batches[rows] = {name: [0, 0] for name in COMPUTE}
+        if batch is not None:
+            for name, seconds in zip(COMPUTE, compute):
+                add(batch[name], 1, seconds)
+
+    def to_dict(self, name: str, version: str) -> dict:
+        """As Triton's ModelStatistics (grpc_service.proto), in its JSON form."""
+        return {
+            "name": name,
+            "version": version,
+            "last_inference": self.last_inference,
+            "inference_count": self.inference_count,
+            "execution_count": self.execution_count,
+            "inference_stats": {
+                **{k: duration(v) for k, v in self.durations.items()},
+                **{k: duration([0, 0]) for k in NO_CACHE},
+            },
+            "batch_stats": [
+                {"batch_size": size, **{k: duration(v) for k, v in batch.items()}}
+                for size, batch in sorted(self.batches.items())
+            ],
+        }
+
+
+def add(pair: list[int], count: int, seconds: float) -> None:
+    pair[0] += count
+    pair[1] += int(seconds * 1e9)
+
+
+def duration(pair: list[int]) -> dict[str, int]:
+    return {"count": pair[0], "ns": pair[1]}

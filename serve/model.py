@@ -1,11 +1,19 @@
-"""The runtime model: one exported model directory, `load()` once, then `predict()` many times.
+"""The runtime model: one version of an exported model, built complete by `Model.load`, then `predict()`
+as often as needed.
 
-`load()` reads manifest.json, checks the sha256 of the version's model.onnx against it (the newest
-version by default; an older one kept by `--keep-versions` against the manifest's "versions" record),
-opens one onnxruntime session from exactly the bytes it checked, and checks the graph's inputs and
-outputs against the manifest before setting `ready`. `predict()` takes a float32 feature matrix;
-`encode_rows()` turns rows of named (or ordered) raw values into that matrix with the manifest's feature
-order and category codes; `describe()` turns outputs into class names and probabilities, or named values.
+`Model.load(directory)` reads manifest.json and the version's model.onnx (serve.store; the newest version
+by default, an older one kept by `--keep-versions` when asked for), checks the file's sha256 against the
+manifest, opens one onnxruntime session from exactly the bytes it checked and checks the graph's inputs
+and outputs against the manifest; anything wrong is a ModelLoadError and no model. `predict()` takes a
+float32 feature matrix; `encode_rows()` turns rows of named (or ordered) raw values into that matrix with
+the manifest's feature order and category codes; `describe()` turns outputs into class names and
+probabilities, or named values. `schema` is what clients may know of it (contract.schema).
+
+The input rule, for every way a client names features (V1 rows, V2 inputs per feature, batch prediction's
+columns), is `encode_value` for one value and `encode_rows` for a row: a name that is not a feature is
+ignored (the caller tells the client which), a feature not given is a missing value, a row that gives
+no feature at all is refused, and a category matches its training text without surrounding spaces and
+case (contract.features.category_code).
 """
 
 from __future__ import annotations
@@ -13,61 +21,67 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from contract.errors import ContractError
+from contract.features import category_code, category_lookup, is_missing
+from contract.repository import INPUT_NAME, MANIFEST, MODEL_FILE, expected_sha256
+from contract.schema import describe
 from serve.errors import BadRequest, ModelLoadError
+from serve.store import check_graph, read_version
 
-INPUT_NAME = "features"
-ORT_TYPES = {"tensor(float)": "FP32", "tensor(int64)": "INT64"}
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-MISSING = {"", "na", "nan", "n/a", "?", "null", "none"}  # text cells that mean "missing" (lower-cased)
+MAX_TEXT = 4096  # characters of one text value in a request: no category or number is longer
 
 
 class Model:
-    def __init__(self, directory: Path, threads: int = 1, version: int | None = None):
-        self.directory = Path(directory)
-        self.name = self.directory.name
-        self.threads = threads  # onnxruntime intra-op threads; 1 suits these small graphs best
-        self.requested = version  # the version to load; None: the newest published (manifest.json's)
-        self.ready = False
-        self.session: ort.InferenceSession | None = None
-        self.manifest: dict = {}
+    def __init__(self, *, name: str, version: str, manifest: dict, session: ort.InferenceSession):
+        """A model from a session already checked against its manifest (see `load`). A manifest that
+        does not describe a model raises ModelLoadError, or KeyError, TypeError, IndexError, ValueError."""
+        self.name, self.version = name, version
+        self.manifest, self.session = manifest, session
+        self.features: list[dict] = manifest["features"]  # in the graph's input order
+        self.feature_index = {f["name"]: j for j, f in enumerate(self.features)}
+        self.category_codes = [category_lookup(f["labels"], f["categories"]) for f in self.features]
+        self.outputs: dict[str, dict] = {o["name"]: o for o in manifest["outputs"]}
+        self.output_names = list(self.outputs)
+        self.schema = describe(manifest)
+        self.schema_json = json.dumps(self.schema, separators=(",", ":"))
+        if len(self.features) != manifest["inputs"][0]["shape"][1]:
+            raise ModelLoadError(f"{MANIFEST} features do not match the input width")
 
-    # -- lifecycle ---------------------------------------------------------------------------------
-    def load(self) -> Model:
-        manifest, version, blob = read_version(self.directory, self.requested)
-        if hashlib.sha256(blob).hexdigest() != expected_sha256(manifest, version):
+    @classmethod
+    def load(cls, directory: Path | str, threads: int = 1, version: int | None = None) -> Model:
+        """Version `version` of the model in `directory` (None: the newest published, manifest.json's),
+        verified; `threads` onnxruntime intra-op threads (1 suits these small graphs best)."""
+        directory = Path(directory)
+        manifest, number, blob = read_version(directory, version)
+        try:
+            expected = expected_sha256(manifest, number)
+        except ContractError as exc:
+            raise ModelLoadError(str(exc)) from None
+        if hashlib.sha256(blob).hexdigest() != expected:
             raise ModelLoadError(
-                f"{version}/model.onnx does not match the sha256 in manifest.json "
+                f"{number}/{MODEL_FILE} does not match the sha256 in {MANIFEST} "
                 "(changed or corrupted on disk)"
             )
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         try:
             session = ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's own exception types
             raise ModelLoadError(
-                f"onnxruntime refused {version}/model.onnx: {str(exc).splitlines()[0]}"
+                f"onnxruntime refused {number}/{MODEL_FILE}: {str(exc).splitlines()[0]}"
             ) from None
         try:
             check_graph(session, manifest)
-            self.features = manifest["features"]
-            self.feature_index = {f["name"]: j for j, f in enumerate(self.features)}
-            self.category_codes = [dict(zip(f["labels"], f["categories"])) for f in self.features]
-            self.outputs = {o["name"]: o for o in manifest["outputs"]}
-            if len(self.features) != manifest["inputs"][0]["shape"][1]:
-                raise ModelLoadError("manifest.json features do not match the input width")
+            return cls(name=directory.name, version=str(number), manifest=manifest, session=session)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise ModelLoadError(f"manifest.json is not valid: {exc!r}") from None
-        self.manifest, self.session, self.version = manifest, session, str(version)
-        self.output_names = list(self.outputs)
-        self.ready = True
-        return self
+            raise ModelLoadError(f"{MANIFEST} is not valid: {exc!r}") from None
 
     # -- inference ---------------------------------------------------------------------------------
     @property
@@ -96,17 +110,12 @@ class Model:
 
     # -- named features in, named results out ------------------------------------------------------
     def encode_rows(self, rows: list) -> np.ndarray:
-        """Rows of raw values (dicts by feature name, or lists in feature order) → float32 matrix."""
+        """Rows of raw values (dicts by feature name, or lists in feature order) → float32 matrix. Names
+        that are not features are ignored (see `unknown_names`); a row that gives no feature is refused."""
         features = np.full((len(rows), self.n_features), np.nan, dtype=np.float32)
         for i, row in enumerate(rows):
             if isinstance(row, dict):
-                unknown = [k for k in row if k not in self.feature_index]
-                if unknown:
-                    raise BadRequest(
-                        f"row {i}: unknown feature name(s) {', '.join(map(repr, unknown[:5]))}; "
-                        f"model {self.name!r} takes {', '.join(self.feature_index)}"
-                    )
-                items = [(self.feature_index[k], v) for k, v in row.items()]
+                items = [(self.feature_index[k], v) for k, v in row.items() if k in self.feature_index]
             elif isinstance(row, list):
                 if len(row) != self.n_features:
                     raise BadRequest(
@@ -115,16 +124,41 @@ class Model:
                 items = list(enumerate(row))
             else:
                 raise BadRequest(f"row {i}: expected an object of named features or a list of values")
+            given = False
             for j, value in items:
+                if isinstance(value, str) and len(value) > MAX_TEXT:
+                    raise BadRequest(
+                        f"row {i}: feature {self.features[j]['name']!r}: a text of {len(value)} characters "
+                        f"(at most {MAX_TEXT})"
+                    )
                 features[i, j] = self.encode_value(j, value, i)
+                given = given or not is_missing_value(value)
+            if not given:
+                raise self.nothing_given(i, self.unknown_names([row]))
         return features
 
+    def unknown_names(self, rows: list) -> list[str]:
+        """The names in rows of named features that are not features, in order of first appearance."""
+        seen = dict.fromkeys(k for row in rows if isinstance(row, dict) for k in row)
+        return [k for k in seen if k not in self.feature_index]
+
+    def nothing_given(self, row: int, ignored: list[str] = ()) -> BadRequest:
+        """The refusal of a row that gives no feature (`ignored`: the names it gave that are not)."""
+        hint = f" (ignored, not features: {', '.join(repr(n[:100]) for n in ignored[:5])})" if ignored else ""
+        features = ", ".join(self.feature_index)
+        return BadRequest(
+            f"row {row}: every feature is missing{hint}; model {self.name!r} takes {features}"[:400]
+        )
+
     def encode_value(self, j: int, value, row: int) -> float:
+        """One raw value of feature j → what the graph takes: NaN for a missing value (None, or a
+        missing-value token), a category's code for its text, a number as it is (a categorical
+        feature's code); an unseen category is NaN too (all zeros in the one-hot)."""
         feature = self.features[j]
-        if value is None or (isinstance(value, str) and value.strip().lower() in MISSING):
+        if is_missing_value(value):
             return math.nan
         if isinstance(value, str) and feature["kind"] == "categorical":
-            code = self.category_codes[j].get(value.strip())
+            code = category_code(self.category_codes[j], value)
             if code is not None:
                 return code
         try:
@@ -132,7 +166,9 @@ class Model:
         except (TypeError, ValueError):
             if feature["kind"] == "categorical":
                 return math.nan  # a category never seen in training encodes as all zeros
-            raise BadRequest(f"row {row}: feature {feature['name']!r}: {value!r} is not a number") from None
+            raise BadRequest(
+                f"row {row}: feature {feature['name']!r}: {value!r:.200} is not a number"
+            ) from None
         if math.isinf(number) or abs(number) > FLOAT32_MAX:
             raise BadRequest(f"row {row}: feature {feature['name']!r} is infinite or beyond the FP32 range")
         return number
@@ -152,81 +188,13 @@ class Model:
         ]
 
 
-def read_version(directory: Path, version: int | None) -> tuple[dict, int, bytes]:
-    """manifest.json and <version>/model.onnx, both read from one and the same model directory.
-
-    A publication swaps the whole directory at once (renameat2, pipeline/files.py), and the old one is
-    deleted right after: reading both files through one open handle of the directory never mixes two
-    publications, and a read that loses the old directory's files mid-way starts over on the new one."""
-    for attempt in range(3):
-        try:
-            handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            raise ModelLoadError(f"cannot open the model directory: {exc.strerror}") from None
-        try:
-            manifest = json.loads(read_at(handle, "manifest.json"))
-            number = int(manifest["version"]) if version is None else version
-            return manifest, number, read_at(handle, f"{number}/model.onnx")
-        except FileNotFoundError as exc:
-            if attempt < 2 and swapped(directory, handle):
-                continue
-            raise ModelLoadError(f"missing {exc.filename}") from None
-        except OSError as exc:
-            raise ModelLoadError(f"cannot read {exc.filename}: {exc.strerror}") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"manifest.json is not valid: {exc!r}") from None
-        finally:
-            os.close(handle)
-    raise ModelLoadError("the model directory kept changing while it was read")
-
-
-def read_at(directory_handle: int, relative: str) -> bytes:
-    try:
-        fd = os.open(relative, os.O_RDONLY, dir_fd=directory_handle)
-    except OSError as exc:
-        exc.filename = relative
-        raise
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
-
-
-def swapped(directory: Path, handle: int) -> bool:
-    try:
-        return os.stat(directory).st_ino != os.fstat(handle).st_ino
-    except FileNotFoundError:
+def is_missing_value(value) -> bool:
+    """None, NaN, or a missing-value token (contract.features.MISSING)."""
+    if value is None:
         return True
-
-
-def expected_sha256(manifest: dict, version: int) -> str | None:
-    """The sha256 manifest.json records for `version`: its own for the newest, else from "versions"."""
-    if str(version) == str(manifest.get("version")):
-        return manifest.get("sha256")
-    recorded = manifest.get("versions")
-    entry = recorded.get(str(version)) if isinstance(recorded, dict) else None
-    if not isinstance(entry, dict) or "sha256" not in entry:
-        raise ModelLoadError(f"manifest.json records no sha256 for version {version}")
-    return entry["sha256"]
-
-
-def check_graph(session: ort.InferenceSession, manifest: dict) -> None:
-    """The graph's inputs and outputs must be the manifest's: names, datatypes, shapes."""
-
-    def specs(values):
-        return [
-            {
-                "name": v.name,
-                "datatype": ORT_TYPES.get(v.type, v.type),
-                "shape": [d if isinstance(d, int) else -1 for d in v.shape],
-            }
-            for v in values
-        ]
-
-    for side, actual in (("inputs", specs(session.get_inputs())), ("outputs", specs(session.get_outputs()))):
-        declared = [{k: t[k] for k in ("name", "datatype", "shape")} for t in manifest.get(side, [])]
-        if actual != declared:
-            raise ModelLoadError(f"graph {side} {actual} do not match manifest.json {declared}")
-    if [i["name"] for i in manifest["inputs"]] != [INPUT_NAME]:
-        raise ModelLoadError(f"expected one input named {INPUT_NAME!r}")
+    if isinstance(value, str):
+        return is_missing(value)
+    return isinstance(value, float) and math.isnan(value)
 
 
 def has_infinity(features: np.ndarray) -> bool:

@@ -6,28 +6,26 @@ so a broken file is not re-read until it changes; `apply()` swaps the result in 
 fresh dict. A request takes what `get()` finds once, so it never sees half an update, and a request that
 found a version keeps it, with its batching queue, until answered, however many swaps happen meanwhile.
 `changed()` is the poll's cheap look (a few stats per model) at what moved on disk since the last read.
+
+A new version whose input schema breaks the one clients use now (contract.schema: the default version's)
+is refused with the reason, unless manifest.json records that it was published with --allow-breaking.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract.errors import ContractError
+from contract.repository import is_model_name, published_versions, read_manifest
+from contract.schema import breaking_allowed, breaking_changes
 from serve.batching import Batcher, BatchingConfig
 from serve.errors import ModelLoadError, NotFound, Unavailable
 from serve.metrics import Metrics
-from serve.model import Model, expected_sha256
-from serve.policy import PolicyError, VersionPolicy, version_policy
-
-MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-
-
-def is_model_name(name: str) -> bool:
-    """A model directory's name: [A-Za-z0-9_.-]+, not hidden (staging directories, `.`, `..`)."""
-    return bool(MODEL_NAME.fullmatch(name)) and not name.startswith(".")
+from serve.model import Model
+from serve.policy import PolicyError
+from serve.store import read_config, read_policy, signature, version_key
+from serve.triton import ConfigError
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ class Served:
     key: tuple  # (version, sha256 recorded for it, model.onnx's identity on disk) when it was loaded
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelState:
     """One model as served now. Replaced whole, never changed in place."""
 
@@ -49,6 +47,7 @@ class ModelState:
     signature: tuple | None = None  # the directory as last read (see `signature`)
     attempts: dict[tuple, str] = field(default_factory=dict)  # Served.key → refusal, not retried
     unloaded: bool = False  # explicitly unloaded: not served, not polled, until loaded again
+    config: object = None  # config.pbtxt as Triton's ModelConfig message (None without one); never changed
 
     @property
     def default(self) -> Served | None:
@@ -99,10 +98,18 @@ class Repository:
         previous = self.states.get(name, ModelState())
         try:
             policy = read_policy(directory)
+            config = read_config(directory)
             manifest = read_manifest(directory)
-        except (ModelLoadError, PolicyError) as exc:
+        except (ContractError, PolicyError, ConfigError) as exc:
             # the directory as a whole is unreadable: what was served stays served
-            return ModelState(previous.versions, previous.refused, str(exc), before, previous.attempts)
+            return ModelState(
+                versions=previous.versions,
+                refused=previous.refused,
+                error=str(exc),
+                signature=before,
+                attempts=previous.attempts,
+                config=previous.config,
+            )
         served, refused, attempts = {}, {}, {}
         available = published_versions(directory)
         for version in policy.candidates(available):
@@ -119,12 +126,15 @@ class Repository:
                 refused[str(version)] = attempts[key] = previous.attempts[key]
             else:
                 try:
-                    model = Model(directory, self.threads, version).load()
+                    model = Model.load(directory, self.threads, version)
+                    check_schema(previous.default, model)
                     served[str(version)] = Served(model, Batcher(model, self.batching, self.metrics), key)
                 except ModelLoadError as exc:
                     refused[str(version)] = attempts[key] = str(exc)
         error = "" if available or policy.kind == "specific" else "no version directory with a model.onnx"
-        return ModelState(served, refused, error, before, attempts)
+        return ModelState(
+            versions=served, refused=refused, error=error, signature=before, attempts=attempts, config=config
+        )
 
     # -- what requests see -------------------------------------------------------------------------
     def apply(self, name: str, state: ModelState | None) -> list[Served]:
@@ -212,6 +222,19 @@ class Repository:
         return [r for r in rows if r["state"] == "READY"] if ready_only else rows
 
 
+def check_schema(served: Served | None, model: Model) -> None:
+    """Refuse (ModelLoadError) a new version whose input schema breaks the served default's, unless its
+    manifest allows it."""
+    if served is None:
+        return
+    changes = breaking_changes(served.model.schema, model.schema)
+    if changes and not breaking_allowed(model.manifest, int(served.model.version), int(model.version)):
+        raise ModelLoadError(
+            f"its input schema breaks version {served.model.version}'s, which clients use now: "
+            f"{'; '.join(changes)} (publish it under a new model name, or export it with --allow-breaking)"
+        )
+
+
 def describe(name: str, state: ModelState | None) -> list[str]:
     """Log lines for a model's new state."""
     if state is None:
@@ -222,65 +245,3 @@ def describe(name: str, state: ModelState | None) -> list[str]:
     if state.error or not lines:
         lines.append(f"refused {name}: {state.error or state.reason}")
     return lines
-
-
-def signature(directory: Path) -> tuple | None:
-    """What a publication or an edit changes: the directory itself (a publication swaps it whole), its
-    manifest and config, and each version's model.onnx. None when the directory is gone."""
-    try:
-        top = os.stat(directory)
-    except FileNotFoundError:
-        return None
-    parts = [(top.st_ino, top.st_mtime_ns)]
-    for name in ("manifest.json", "config.pbtxt", *map(str, published_versions(directory))):
-        path = directory / name / "model.onnx" if name.isdigit() else directory / name
-        parts.append((name, identity(path)))
-    return tuple(parts)
-
-
-def identity(path: Path) -> tuple | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns
-
-
-def published_versions(directory: Path) -> list[int]:
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return []
-    return sorted(int(e.name) for e in entries if e.name.isdigit() and os.path.isfile(f"{e.path}/model.onnx"))
-
-
-def read_policy(directory: Path) -> VersionPolicy:
-    try:
-        text = (directory / "config.pbtxt").read_text()
-    except FileNotFoundError:
-        return VersionPolicy()  # Triton's default: the latest version
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"cannot read config.pbtxt: {exc}") from None
-    return version_policy(text)
-
-
-def read_manifest(directory: Path) -> dict:
-    try:
-        manifest = json.loads((directory / "manifest.json").read_text())
-    except FileNotFoundError:
-        raise ModelLoadError("missing manifest.json") from None
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read manifest.json: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ModelLoadError(f"manifest.json is not valid: {exc!r}") from None
-    if not isinstance(manifest, dict):
-        raise ModelLoadError("manifest.json is not valid: not an object")
-    return manifest
-
-
-def version_key(directory: Path, manifest: dict, version: int) -> tuple:
-    try:
-        recorded = expected_sha256(manifest, version)
-    except ModelLoadError:
-        recorded = None
-    return version, recorded, identity(directory / str(version) / "model.onnx")

@@ -123,9 +123,9 @@ MUTANTS = [
         "sha256-not-checked",
         "the runtime loads a model.onnx without checking its sha256 against the manifest",
         "serve/model.py",
-        "if hashlib.sha256(blob).hexdigest() != expected_sha256(manifest, version):",
+        "if hashlib.sha256(blob).hexdigest() != expected:",
         "if False:",
-        ("tests/test_runtime.py::test_tampered_model_is_refused_and_the_others_served",),
+        ("tests/serve/test_model.py::test_a_tampered_model_file_is_refused",),
     ),
     Mutant(
         "batch-split-off-by-one",
@@ -133,7 +133,7 @@ MUTANTS = [
         "serve/batching.py",
         "bounds = np.cumsum([len(b[0]) for b in batch])[:-1]",
         "bounds = np.cumsum([len(b[0]) for b in batch])[:-1] - 1",
-        ("tests/test_server.py::test_concurrent_clients_each_get_their_own_rows_and_batches_form",),
+        ("tests/serve/test_http.py::test_concurrent_clients_each_get_their_own_rows_and_batches_form",),
     ),
     Mutant(
         "queue-of-8",
@@ -141,7 +141,7 @@ MUTANTS = [
         "serve/batching.py",
         "max_queue: int = 2048",
         "max_queue: int = 8",
-        ("tests/test_soak.py::test_soak_mixed_load_every_answer_its_own",),
+        ("tests/system/test_soak.py::test_soak_mixed_load_every_answer_its_own",),
     ),
     Mutant(
         "too-large-is-400",
@@ -149,7 +149,7 @@ MUTANTS = [
         "serve/errors.py",
         "    status = 413",
         "    status = 400",
-        ("tests/test_server.py::test_error_status_and_exact_json_then_a_valid_request_works",),
+        ("tests/serve/test_http.py::test_error_status_and_exact_json_then_a_valid_request_works",),
     ),
     Mutant(
         "grpc-bad-request-is-internal",
@@ -157,7 +157,7 @@ MUTANTS = [
         "serve/errors.py",
         '    grpc_code = "INVALID_ARGUMENT"',
         '    grpc_code = "INTERNAL"',
-        ("tests/test_grpc.py::test_undecodable_message_is_invalid_argument",),
+        ("tests/serve/test_grpc.py::test_undecodable_message_is_invalid_argument",),
     ),
     Mutant(
         "policy-serves-one-version",
@@ -165,7 +165,7 @@ MUTANTS = [
         "serve/policy.py",
         'return self.num_versions if self.kind == "latest" else None',
         "return 1",
-        ("tests/test_versions.py::test_version_policy_decides_what_answers_over_both_transports",),
+        ("tests/serve/test_versions.py::test_version_policy_decides_what_answers_over_both_transports",),
     ),
     Mutant(
         "default-is-lowest-version",
@@ -173,7 +173,7 @@ MUTANTS = [
         "serve/repository.py",
         "return self.versions[max(self.versions, key=int)] if self.versions else None",
         "return self.versions[min(self.versions, key=int)] if self.versions else None",
-        ("tests/test_versions.py::test_version_policy_decides_what_answers_over_both_transports",),
+        ("tests/serve/test_versions.py::test_version_policy_decides_what_answers_over_both_transports",),
     ),
     Mutant(
         "unload-not-sticky",
@@ -181,7 +181,104 @@ MUTANTS = [
         "serve/repository.py",
         "if not self.states.get(n, ModelState()).unloaded",
         "if True",
-        ("tests/test_versions.py::test_explicit_unload_and_load_over_http_and_grpc",),
+        ("tests/serve/test_versions.py::test_explicit_unload_and_load_over_http_and_grpc",),
+    ),
+    Mutant(
+        "grpc-stops-after-http-drained",
+        "on SIGTERM gRPC keeps accepting calls until HTTP has drained, instead of stopping with it",
+        "serve/server.py",
+        "        self.root.stop_accepting()\n",
+        "        pass\n",
+        ("tests/serve/test_server.py::test_stop_closes_both_ports_at_once_and_requests_in_flight_finish",),
+    ),
+    # -- the model's contract (issue 19) ---------------------------------------------------------------
+    Mutant(
+        "category-case-matters",
+        "a category given as 'MALE' or ' Male ' where training saw 'male' is an unseen category",
+        "contract/features.py",
+        "    return lookup.get(text.lower()) if code is None else code",
+        "    return code",
+        ("tests/contract/test_schema.py::test_category_text_matches_without_surrounding_spaces_or_case",),
+    ),
+    Mutant(
+        "empty-row-answered",
+        "a V1 row that gives no feature gets a confident answer instead of a 400",
+        "serve/model.py",
+        "                raise self.nothing_given(i, self.unknown_names([row]))",
+        "                pass",
+        ("tests/serve/test_model.py::test_bad_rows_are_refused_with_the_reason",),
+    ),
+    Mutant(
+        "recoded-categories-compatible",
+        "the compatibility rule misses categories whose codes moved",
+        "contract/schema.py",
+        "    moved = [c for c in old if c in new and new[c] != old[c]]",
+        "    moved = []",
+        ("tests/contract/test_schema.py::test_what_breaks_a_client_of_the_served_schema",),
+    ),
+    Mutant(
+        "any-allowance-allows",
+        "an --allow-breaking record of an older version lets any later break through",
+        "contract/schema.py",
+        "        if served_version < number <= version or number == version:",
+        "        if True:",
+        (
+            "tests/contract/test_schema.py::test_breaking_is_allowed_by_a_version_published_since_with_the_flag",
+        ),
+    ),
+    Mutant(
+        "export-ignores-breaks",
+        "export publishes a run that breaks the published input schema without --allow-breaking",
+        "export/run.py",
+        "    if changes and not allow_breaking:",
+        "    if False:",
+        (
+            "tests/export/test_compatibility.py::test_a_run_that_breaks_the_published_schema_is_refused_and_nothing_changes",
+        ),
+    ),
+    Mutant(
+        "server-swaps-in-breaks",
+        "the server swaps in a version whose input schema breaks the served one's",
+        "serve/repository.py",
+        "                    check_schema(previous.default, model)",
+        "                    pass",
+        (
+            "tests/serve/test_versions.py::test_a_version_that_breaks_the_served_schema_is_refused_unless_allowed",
+        ),
+    ),
+    Mutant(
+        "stats-count-requests-not-rows",
+        "Triton's inference_count counts onnxruntime calls instead of rows",
+        "serve/metrics.py",
+        "        self.inference_count += rows",
+        "        self.inference_count += 1",
+        (
+            "tests/serve/test_contract.py::test_statistics_count_requests_rows_executions_and_failures_on_both_transports",
+        ),
+    ),
+    Mutant(
+        "config-int64-as-strings",
+        "the HTTP model configuration writes dims and other 64-bit numbers as strings (protobuf's JSON)",
+        "serve/triton.py",
+        "    return int(value) if field.type in WIDE_INTEGERS else value",
+        "    return value",
+        ("tests/serve/test_contract.py::test_model_config_is_config_pbtxt_as_tritons_json_and_protobuf",),
+    ),
+    Mutant(
+        "ignored-inputs-unnamed",
+        "a V2 response does not name the inputs it ignored",
+        "serve/request.py",
+        '        return {"ignored_inputs": json.dumps(self.ignored)} if self.ignored else {}',
+        "        return {}",
+        ("tests/serve/test_contract.py::test_one_input_rule_for_v1_v2_and_grpc",),
+    ),
+    Mutant(
+        "bytes-read-as-latin-1",
+        "BYTES elements that are not UTF-8 are read as Latin-1 instead of refused",
+        "serve/request.py",
+        '            text = bytes(raw).decode("utf-8")',
+        '            text = bytes(raw).decode("latin-1")',
+        ("tests/serve/test_contract.py::test_hostile_text_is_refused_with_one_line_on_both_transports",),
     ),
     # -- the data path and the distributed loop (issues 9 and 10) -----------------------------------------
     Mutant(
@@ -282,6 +379,106 @@ MUTANTS = [
         "    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)",
         "    ranks[order] = np.arange(1, len(score) + 1)",
         ("tests/pipeline/test_metrics.py::test_roc_auc_and_average_precision_match_scikit_learn",),
+    # -- deploy/: the serving image and the Kubernetes manifests (issue 17) ----------------------------------
+    Mutant(
+        "image-runs-as-root",
+        "the image's server runs as root",
+        "deploy/Containerfile",
+        "USER ${USER_ID}:${USER_ID}",
+        "USER 0:0",
+        ("tests/deploy/test_image.py::test_image_is_unprivileged_torch_free_and_follows_runtime_json",),
+    ),
+    Mutant(
+        "image-installs-the-batch-extra",
+        "the image installs the batch extra (pyarrow) unless told otherwise",
+        "deploy/Containerfile",
+        "ARG VARIANT=runtime",
+        "ARG VARIANT=batch",
+        ("tests/deploy/test_image.py::test_image_is_unprivileged_torch_free_and_follows_runtime_json",),
+    ),
+    Mutant(
+        "entrypoint-through-a-shell",
+        "the image starts the server from a shell, which as PID 1 never passes SIGTERM on",
+        "deploy/Containerfile",
+        'ENTRYPOINT ["/opt/venv/bin/python", "-m", "serve", "serve"]',
+        'ENTRYPOINT ["/bin/sh", "-c", "/opt/venv/bin/python -m serve serve \\"$@\\"; exit $?", "sh"]',
+        ("tests/deploy/test_image.py::test_sigterm_drains_in_flight_requests_over_both_transports",),
+    ),
+    Mutant(
+        "baked-models-keep-their-modes",
+        "baked models keep the modes they had (the export's 0700 directories), unreadable by user 1000",
+        "deploy/Containerfile",
+        "&& chmod -R u=rwX,go=rX ${MODEL_REPOSITORY}",
+        "",
+        ("tests/deploy/test_image.py::test_baked_models_are_served_without_a_mount",),
+    ),
+    Mutant(
+        "healthcheck-asks-liveness",
+        "the image's healthcheck asks the liveness endpoint, so a server with no model is healthy",
+        "deploy/healthcheck.py",
+        'READY = "/v2/health/ready"',
+        'READY = "/v2/health/live"',
+        ("tests/deploy/test_image.py::test_healthcheck_fails_while_the_server_is_not_ready",),
+    ),
+    Mutant(
+        "healthcheck-ignores-the-port-argument",
+        "the healthcheck reads SERVE_PORT only, not the --port the server was started with",
+        "deploy/healthcheck.py",
+        'port = option(argv, "--port") or environ.get("SERVE_PORT") or "8000"',
+        'port = environ.get("SERVE_PORT") or "8000"',
+        ("tests/deploy/test_tools.py::test_healthcheck_asks_where_the_server_listens",),
+    ),
+    Mutant(
+        "repository-mounted-writable",
+        "make run-image mounts the model repository writable",
+        "deploy/podman.py",
+        'f"{Path(repository).resolve()}:{runtime.repository}:ro"',
+        'f"{Path(repository).resolve()}:{runtime.repository}"',
+        (
+            "tests/deploy/test_tools.py::"
+            "test_run_command_is_read_only_unprivileged_and_mounts_the_repository_read_only",
+        ),
+    ),
+    Mutant(
+        "unreadable-repository-accepted",
+        "make run-image starts on a repository its user cannot read (the server then serves nothing)",
+        "deploy/podman.py",
+        "            if st.st_mode & need != need:",
+        "            if False:",
+        ("tests/deploy/test_tools.py::test_a_repository_the_container_cannot_read_is_refused_in_one_line",),
+    ),
+    Mutant(
+        "deployment-readiness-on-liveness",
+        "the Deployment's readiness probe asks the liveness endpoint (ready before the models load)",
+        "deploy/kubernetes/deployment.yaml",
+        "path: /v2/health/ready",
+        "path: /v2/health/live",
+        (
+            "tests/deploy/test_manifests.py::test_serving_manifests_run_the_image_as_runtime_json_says"
+            "[deployment.yaml:Deployment:tabular-deploy]",
+        ),
+    ),
+    Mutant(
+        "serving-runtime-misspelt-field",
+        "the ClusterServingRuntime misspells readOnlyRootFilesystem (the API server refuses the manifest)",
+        "deploy/kubernetes/kserve.yaml",
+        "readOnlyRootFilesystem: true",
+        "readOnlyRootFileSystem: true",
+        (
+            "tests/deploy/test_manifests.py::test_every_manifest_validates_against_its_kinds_schema"
+            "[kserve.yaml:ClusterServingRuntime:tabular-deploy]",
+        ),
+    ),
+    Mutant(
+        "triton-serves-another-repository",
+        "the Triton InferenceService reads another storage path than this runtime's",
+        "deploy/kubernetes/kserve-triton.yaml",
+        "storageUri: pvc://tabular-models/models",
+        "storageUri: pvc://tabular-models/model",
+        (
+            "tests/deploy/test_manifests.py::"
+            "test_inference_services_name_their_runtimes_and_serve_the_same_repository",
+        ),
     ),
 ]
 
@@ -301,7 +498,8 @@ def plant(root: Path, mutant: Mutant) -> str:
         )
     planted = text.replace(mutant.original, mutant.planted)
     try:
-        compile(planted, str(path), "exec")
+        if path.suffix == ".py":  # a Containerfile or a manifest is planted as text
+            compile(planted, str(path), "exec")
     except SyntaxError as exc:
         raise MutantError(f"{mutant.name}: the planted {mutant.path} does not compile: {exc}") from None
     path.write_text(planted)

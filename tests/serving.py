@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 
-from serve.app import App, build_server
+from serve.server import Server
 
 
 def free_port() -> int:
@@ -19,23 +19,23 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(app: App, wait_ready: bool = True):
-    """Serve `app` until the block ends; yields "127.0.0.1:port"."""
+def running(server: Server, wait_ready: bool = True):
+    """Run `server` (HTTP, and gRPC when its config has a port) until the block ends; yields
+    "127.0.0.1:port" of HTTP (gRPC's is then in server.config.grpc_port)."""
     port = free_port()
-    app.config.port = port
-    if app.config.grpc_port:  # never the fixed default: other servers may hold it
-        app.config.grpc_port = free_port()
-    server = build_server(app, loop="asyncio")
-    thread = threading.Thread(target=server.run, daemon=True)
+    server.config.port = port
+    if server.config.grpc_port:  # never the fixed default: other servers may hold it
+        server.config.grpc_port = free_port()
+    thread = threading.Thread(target=server.run, kwargs={"loop": "asyncio"}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
-    while not server.started or (wait_ready and app.repository.loading):
+    while not server.started or (wait_ready and server.dataplane.repository.loading):
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.01)
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        server.exit()
         thread.join(10)
 
 

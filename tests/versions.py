@@ -32,14 +32,19 @@ def shifted(onnx_bytes: bytes, offset: float, output: str = "prediction") -> byt
     return model.SerializeToString()
 
 
-def publish_version(repository: Path, onnx_bytes: bytes, name: str = MODEL) -> int:
-    """Publish `onnx_bytes` as the next version of `name`, keeping the others; returns its number."""
+def publish_version(
+    repository: Path, onnx_bytes: bytes, name: str = MODEL, edit=None, breaking: list[str] = ()
+) -> int:
+    """Publish `onnx_bytes` as the next version of `name`, keeping the others; returns its number.
+    `edit(manifest)` changes its manifest first; `breaking` is recorded as by export --allow-breaking."""
     manifest = json.loads((repository / name / "manifest.json").read_text())
     base = {k: v for k, v in manifest.items() if k not in VERSION_FIELDS}
+    if edit is not None:
+        edit(base)
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "model.onnx"
         path.write_bytes(onnx_bytes)
-        published = publish(repository, name, path, base, keep_versions=True)
+        published = publish(repository, name, path, base, keep_versions=True, breaking=breaking)
     return int(published.parent.name)
 
 

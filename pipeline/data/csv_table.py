@@ -42,6 +42,7 @@ class ByteRange(io.RawIOBase):
     """Bytes [start, stop) of a file, as a readable stream."""
 
     def __init__(self, path: Path, start: int, stop: int):
+        self.path = path
         self.file = path.open("rb")
         self.file.seek(start)
         self.left = stop - start
@@ -64,7 +65,7 @@ class CsvTable:
     format = "csv"
 
     def __init__(self, files: list[Path], root: Path | None, delimiter: str = ""):
-        self.files, self.delimiter = files, delimiter or default_delimiter(files[0])
+        self.files, self.delimiter = files, delimiter  # "" : each file's by its suffix
         header = self.header(files[0])
         for path in files[1:]:
             if self.header(path) != header:
@@ -102,14 +103,14 @@ class CsvTable:
     ):
         """pyarrow's streaming reader; single-threaded, so parse errors carry the row. `names`: the
         column names of a source without its header line."""
-        path = source if isinstance(source, Path) else Path(getattr(source, "name", "csv"))
+        path = source if isinstance(source, Path) else source.path
         try:
             return pa_csv.open_csv(
                 source,
                 read_options=pa_csv.ReadOptions(
                     use_threads=False, block_size=block_size or CSV_BLOCK, column_names=names
                 ),
-                parse_options=pa_csv.ParseOptions(delimiter=self.delimiter),
+                parse_options=pa_csv.ParseOptions(delimiter=self.delimiter or default_delimiter(path)),
                 convert_options=pa_csv.ConvertOptions(
                     column_types=types,
                     include_columns=include,

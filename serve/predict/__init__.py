@@ -1,12 +1,14 @@
 """Batch prediction with an exported model: a table in, one prediction per row out, onnxruntime only.
 
-The input is CSV or Parquet (a file, a directory with hive partitions, or a glob; `serve.predict.tables`); the
-output is CSV or Parquet by its extension, or CSV on standard output. Rows stream through in record
+The input is CSV or Parquet (a file, a directory with hive partitions, or a glob; `serve.predict.tables`);
+the output is CSV or Parquet by its extension, or CSV on standard output. Rows stream through in record
 batches, read → encode (`serve.predict.encoding`) → one onnxruntime call → write, so memory stays bounded
-whatever the row count. The output holds the --keep columns first, then `label` and one `p_<class>`
-column per class (classifiers) or `predicted_<target>` (regression). A file is written beside its
-destination and renamed into place only when every row succeeded, so a failed run leaves a previous
-output as it was. This module needs pyarrow (the `batch` extra); the HTTP server never imports it.
+whatever the row count. The output holds the --keep columns first, then `label` and one `p_<class>` column
+per class (classifiers) or `predicted_<target>` (regression). A file is written beside its destination and
+renamed into place only when every row succeeded, so a failed run leaves a previous output as it was. The
+rows follow the runtime's input rule (serve/model.py): columns that are not features are ignored and a
+feature without a column is missing, both said once on `notice` when the run succeeds. This module needs
+pyarrow (the `batch` extra); the HTTP server never imports it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pyarrow.csv as pacsv
 from serve.errors import ModelLoadError
 from serve.model import Model
 from serve.predict.encoding import BatchEncoder, CellError
-from serve.predict.tables import TableError, read_ahead, read_chunks
+from serve.predict.tables import TableError, listing, read_ahead, read_chunks
 
 OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 ROW_GROUP_ROWS = 65536  # Parquet output: batches are gathered into row groups of about this many rows
@@ -42,6 +44,7 @@ def predict_table(
     keep: list[str] = (),
     delimiter: str | None = None,
     threads: int | None = None,
+    notice=lambda line: print(line, file=sys.stderr),
 ) -> int:
     """Write a prediction for every row of `data` to `out` (CSV on stdout when None); returns the row
     count. Raises PredictError with one line naming the file, the line or row, and the column."""
@@ -51,7 +54,7 @@ def predict_table(
     if out is not None and not out.parent.is_dir():
         raise PredictError(f"cannot write {out}: no directory {out.parent}")
     try:
-        model = Model(Path(model_dir), threads=threads or default_threads()).load()
+        model = Model.load(model_dir, threads=threads or default_threads())
     except ModelLoadError as exc:
         raise PredictError(f"cannot load {model_dir}: {exc}") from None
     keep = list(keep)
@@ -61,9 +64,12 @@ def predict_table(
     # Numeric features are parsed as numbers while reading; everything else arrives as text.
     wanted = {c: "text" for c in keep}
     wanted.update({f["name"]: "number" if f["kind"] == "numeric" else "text" for f in model.features})
-    encoder, output, count = BatchEncoder(model), Output(out), 0
+    encoder, output, count, said = BatchEncoder(model), Output(out), 0, {}  # notice → its first file
+    feature_names = frozenset(f["name"] for f in model.features)
     try:
-        for chunk in read_ahead(read_chunks(str(data), wanted, delimiter)):
+        for chunk in read_ahead(read_chunks(str(data), wanted, delimiter, optional=feature_names)):
+            for line in column_notices(model, keep, chunk.file_columns):
+                said.setdefault(line, f"{chunk.path}: {line}")
             try:
                 features = encoder.encode(chunk.batch)
             except CellError as exc:
@@ -76,11 +82,24 @@ def predict_table(
         if count == 0:
             output.write(empty_batch(model, keep))
         output.commit()
+        for line in said.values():  # after the run: a failed one says one line, its error
+            notice(line)
     except TableError as exc:
         raise PredictError(str(exc)) from None
     finally:
         output.discard()
     return count
+
+
+def column_notices(model: Model, keep: list[str], columns: tuple[str, ...]) -> list[str]:
+    """What the input rule does with a file's columns, in words (nothing when they are the features)."""
+    features = [f["name"] for f in model.features]
+    ignored = [c for c in columns if c not in model.feature_index and c not in keep]
+    absent = [f for f in features if f not in columns]
+    lines = [f"ignoring column(s) that are not features of the model: {listing(ignored)}"] if ignored else []
+    if absent:
+        lines.append(f"no column(s) {listing(absent)}: predicted with those features missing")
+    return lines
 
 
 def default_threads() -> int:

@@ -1,11 +1,14 @@
 """Arrow record batches → the model's float32 feature matrix, by the rules of `Model.encode_rows`.
 
 Those rules, column by column and without a Python loop over rows:
-- a missing token ("", NA, nan, n/a, ?, null, none; any case, stripped) or a null is NaN;
+- a missing token ("", NA, nan, n/a, ?, null, none; any case, stripped) or a null is NaN, and so is a
+  feature the table has no column for;
 - a numeric feature is its number; text that is not a number is an error naming the cell;
-- a categorical feature's text maps through the manifest's labels → codes; a number is its own code;
-  text never seen in training is NaN (it encodes as all zeros inside the model);
-- ±inf, or a number beyond the FP32 range, is an error naming the cell.
+- a categorical feature's text maps through the manifest's labels → codes (spaces around it and case
+  aside, contract.features.category_code); a number is its own code; text never seen in training is NaN
+  (it encodes as all zeros inside the model);
+- ±inf, or a number beyond the FP32 range, is an error naming the cell;
+- a row whose every feature is missing is an error naming the row.
 Categorical columns have few distinct values: each distinct text goes through `Model.encode_value`
 itself, once, and the codes are gathered by index. Numeric text goes through Arrow's parser; only when
 that refuses a cell does the column fall back to `Model.encode_value` per cell, to decide exactly.
@@ -19,8 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from contract.features import MISSING, is_missing
 from serve.errors import BadRequest
-from serve.model import MISSING, Model
+from serve.model import Model
 
 MISSING_TOKENS = pa.array(sorted(MISSING))
 SEEN_LIMIT = (
@@ -29,10 +33,11 @@ SEEN_LIMIT = (
 
 
 class CellError(Exception):
-    """A cell that cannot be encoded: its row in the batch (None: the whole column), its column, and why."""
+    """A cell that cannot be encoded: its row in the batch (None: the whole column), its column (None: the
+    whole row), and why."""
 
-    def __init__(self, row: int | None, column: str, reason: str):
-        super().__init__(f"column {column!r}: {reason}")
+    def __init__(self, row: int | None, column: str | None, reason: str):
+        super().__init__(reason if column is None else f"column {column!r}: {reason}")
         self.row, self.column, self.reason = row, column, reason
 
 
@@ -49,14 +54,29 @@ class BatchEncoder:
         """(rows, n_features) float32, C order, NaN for missing; raises CellError."""
         # Filled one feature per row of a (features, rows) array, then transposed once: contiguous writes.
         columns = np.empty((len(self.names), batch.num_rows), np.float32)
+        given = np.zeros(batch.num_rows, bool)  # rows with some feature not missing
+        present = set(batch.schema.names)
         with np.errstate(over="ignore"):  # beyond FP32 becomes inf here and is reported below
             for j, name in enumerate(self.names):
+                if name not in present:  # no such column: the feature is missing in every row
+                    columns[j] = np.nan
+                    continue
                 column = batch.column(name)
-                columns[j] = self.categories(j, column) if self.categorical[j] else self.numbers(j, column)
+                if self.categorical[j]:
+                    columns[j], known = self.categories(j, column)
+                else:
+                    columns[j] = self.numbers(j, column)
+                    known = ~np.isnan(columns[j])
+                given |= known
         if np.isinf(columns).any():
             j, row = map(int, np.argwhere(np.isinf(columns))[0])
             value = batch.column(self.names[j])[row].as_py()
             raise CellError(row, self.names[j], f"{value!r} is infinite or beyond the FP32 range")
+        if not given.all():
+            taken = ", ".join(self.names)
+            raise CellError(
+                int(np.argmin(given)), None, f"every feature is missing (the model takes {taken})"
+            )
         return np.ascontiguousarray(columns.T)
 
     def numbers(self, j: int, column: pa.Array) -> np.ndarray:
@@ -90,16 +110,19 @@ class BatchEncoder:
             values[row] = math.nan if text is None else self.encode_value(j, text, row)
         return values
 
-    def categories(self, j: int, column: pa.Array) -> np.ndarray:
+    def categories(self, j: int, column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, whether each cell is given: not null, not a missing token; an unseen text is given)."""
         if not (pa.types.is_dictionary(column.type) or pa.types.is_string(column.type)):
             if pa.types.is_large_string(column.type):
                 column = column.cast(pa.string())
             else:
-                return self.numbers(j, column)  # numeric codes are their own values
+                codes = self.numbers(j, column)  # numeric codes are their own values
+                return codes, ~np.isnan(codes)
         encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
         texts = encoded.dictionary.to_pylist()
         codes = np.empty(len(texts) + 1)
         codes[-1] = math.nan  # where the cell is null
+        given = np.array([text is not None and not is_missing(text) for text in texts] + [False])
         seen = self.seen[j]
         for k, text in enumerate(texts):
             code = seen.get(text)
@@ -113,7 +136,7 @@ class BatchEncoder:
                     seen[text] = code
             codes[k] = code
         indices = encoded.indices.fill_null(len(texts)).to_numpy(zero_copy_only=False)
-        return codes[indices]
+        return codes[indices], given[indices]
 
     def encode_value(self, j: int, text: str, row: int) -> float:
         """The runtime's own rule for one cell; its refusal becomes a CellError for this row."""

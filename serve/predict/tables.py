@@ -1,17 +1,17 @@
 """Input tables for batch prediction, read through Apache Arrow one record batch at a time.
 
-A source is a file, a directory or a glob, of CSV or of Parquet files. CSV goes through pyarrow's
-streaming reader with explicit column types (numeric features as float64, everything else as text), so
-nothing is guessed and no type changes halfway through a file; Parquet is read through a buffered
-stream, so memory does not grow with the size of its row groups. Hive partition folders (`city=Paris/`)
-add their values as text columns. Every batch says where its rows are, so an error can name the file
-and the line (CSV) or the row (Parquet). Nothing here holds more than a few batches.
+A source is a file, a directory or a glob, of CSV or of Parquet files, resolved to its files by
+contract.tables (the rule training reads `--data` by, so both read the same files for the same spec).
+CSV goes through pyarrow's streaming reader with explicit column types (numeric features as float64,
+everything else as text), so nothing is guessed and no type changes halfway through a file; Parquet is
+read through a buffered stream, so memory does not grow with the size of its row groups. Hive partition
+folders (`city=Paris/`) add their values as text columns. Every batch says where its rows are, so an
+error can name the file and the line (CSV) or the row (Parquet). Nothing here holds more than a few
+batches.
 """
 
 from __future__ import annotations
 
-import glob
-import itertools
 import queue
 import re
 import threading
@@ -22,19 +22,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from serve.model import MISSING
+from contract.errors import ContractError
+from contract.features import NULL_TOKENS
+from contract.tables import default_delimiter, hive_values, resolve
 
-CSV_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}  # suffix → default delimiter
-COMPRESSED = {".gz", ".bz2", ".zst", ".lz4"}  # a compressed CSV is read as it is (`data.csv.gz`)
-PARQUET_SUFFIXES = {".parquet", ".pq"}
 BLOCK_BYTES = 1 << 20  # CSV bytes per batch (~3,500 rows of 30 numbers); larger blocks cost read-ahead memory
 PARQUET_BATCH_ROWS = 8192
 PARQUET_BUFFER_BYTES = 1 << 16  # bytes read ahead per column: memory stays flat whatever the row groups
-# Arrow matches null tokens exactly, so every capitalisation of the runtime's missing tokens is listed;
-# a padded token (" NA ") fails the float parse and that column is then read as text (see `csv_chunks`).
-NULL_TOKENS = sorted(
-    {"".join(p) for token in MISSING for p in itertools.product(*({c.lower(), c.upper()} for c in token))}
-)
 CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+)")
 
 
@@ -44,10 +38,11 @@ class TableError(Exception):
 
 @dataclass
 class Chunk:
-    batch: pa.RecordBatch  # the wanted columns, named as the model and --keep name them
+    batch: pa.RecordBatch  # the wanted columns the file has, named as the model and --keep name them
     path: Path
     first_row: int  # position of the batch's first row among its file's data rows (0-based)
     csv: bool
+    file_columns: tuple[str, ...] = ()  # every column of its file (partition columns included)
 
     def where(self, i: int) -> str:
         """Where row i of the batch is, as a person finds it: a CSV line (the header is line 1; exact
@@ -56,60 +51,21 @@ class Chunk:
         return f"{self.path} line {row + 2}" if self.csv else f"{self.path} row {row + 1}"
 
 
-def format_suffix(path: Path) -> str:
-    """The suffix that says the format: `.csv` for data.csv and data.csv.gz."""
-    suffixes = [s.lower() for s in path.suffixes[-2:]]
-    if len(suffixes) == 2 and suffixes[-1] in COMPRESSED and suffixes[0] in CSV_SUFFIXES:
-        return suffixes[0]
-    return suffixes[-1] if suffixes else ""
-
-
-def table_format(path: Path) -> str | None:
-    suffix = format_suffix(path)
-    return "csv" if suffix in CSV_SUFFIXES else "parquet" if suffix in PARQUET_SUFFIXES else None
-
-
-def resolve(data: str) -> tuple[str, list[Path], Path | None]:
-    """(format, files in order, the directory when `data` is one: hive partitions are relative to it)."""
-    path = Path(data)
-    if path.is_dir():  # its table files; a .txt there is more likely a README than data
-        files = sorted(
-            p
-            for p in path.rglob("*")
-            if p.is_file() and table_format(p) and format_suffix(p) != ".txt" and not hidden(p, path)
-        )
-        root = path
-    elif path.exists():
-        files, root = [path], None
-    else:
-        files, root = sorted(Path(p) for p in glob.glob(data, recursive=True) if Path(p).is_file()), None
-        if not files:
-            raise TableError(f"no such file, directory or glob match: {data}")
-    formats = {table_format(p) for p in files}
-    if None in formats:
-        odd = next(p for p in files if table_format(p) is None)
-        raise TableError(f"{odd}: not a table file (use .csv, .tsv, .txt or .parquet, optionally .gz)")
-    if not files:
-        raise TableError(f"{data}: no .csv or .parquet files in this directory")
-    if len(formats) > 1:
-        raise TableError(f"{data} mixes CSV and Parquet files; give one format")
-    return formats.pop(), files, root
-
-
-def hidden(path: Path, root: Path) -> bool:
-    # Spark and Hadoop leave _SUCCESS and .crc files beside the data (pyarrow.dataset skips them too).
-    return any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
-
-
-def read_chunks(data: str, wanted: dict[str, str], delimiter: str | None = None) -> Iterator[Chunk]:
-    """Batches of the `wanted` columns (name → "number" or "text") from every file of `data`."""
-    kind, files, root = resolve(data)
-    if kind == "parquet":
-        yield from parquet_chunks(files, root, list(wanted))
+def read_chunks(
+    data: str, wanted: dict[str, str], delimiter: str | None = None, optional: frozenset = frozenset()
+) -> Iterator[Chunk]:
+    """Batches of the `wanted` columns (name → "number" or "text") from every file of `data`; a file
+    without one of them is an error, unless it is `optional` (then its batches lack it)."""
+    try:
+        resolved = resolve(data)
+    except ContractError as exc:
+        raise TableError(str(exc)) from None
+    if resolved.format == "parquet":
+        yield from parquet_chunks(resolved.files, resolved.root, list(wanted), optional)
         return
-    for path in files:
-        sep = delimiter or CSV_SUFFIXES[format_suffix(path)]
-        yield from csv_chunks(path, wanted, sep, partitions(path, root))
+    for path in resolved.files:
+        sep = delimiter or default_delimiter(path)
+        yield from csv_chunks(path, wanted, sep, hive_values(path, resolved.root), optional)
 
 
 def listing(names, limit: int = 12) -> str:
@@ -117,18 +73,14 @@ def listing(names, limit: int = 12) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def partitions(path: Path, root: Path | None) -> dict[str, str]:
-    """Hive partition values from the folders between `root` and the file (`city=Paris/part-0.csv`)."""
-    if root is None:
-        return {}
-    return dict(part.split("=", 1) for part in path.relative_to(root).parts[:-1] if "=" in part)
-
-
-def csv_chunks(path: Path, wanted: dict[str, str], delimiter: str, partition: dict) -> Iterator[Chunk]:
+def csv_chunks(
+    path: Path, wanted: dict[str, str], delimiter: str, partition: dict, optional: frozenset
+) -> Iterator[Chunk]:
     parse = pacsv.ParseOptions(delimiter=delimiter)
     header = csv_header(path, parse)
     names = {name.strip(): name for name in header}  # the runtime matches stripped header names
-    absent = [c for c in wanted if c not in names and c not in partition]
+    file_columns = tuple(dict.fromkeys([*names, *partition]))
+    absent = [c for c in wanted if c not in names and c not in partition and c not in optional]
     if absent:
         raise TableError(f"{path} lacks column(s) {', '.join(absent)} (it has: {listing(names)})")
     read = [c for c in wanted if c in names]
@@ -139,6 +91,8 @@ def csv_chunks(path: Path, wanted: dict[str, str], delimiter: str, partition: di
         convert = pacsv.ConvertOptions(
             column_types=types,
             include_columns=[names[c] for c in read],
+            # every capitalisation of the missing tokens (Arrow matches them exactly); a padded one
+            # (" NA ") fails the float parse, and that column is then read as text (below)
             null_values=NULL_TOKENS,
             strings_can_be_null=False,  # text cells stay text: the missing-value rule is the runtime's
         )
@@ -149,9 +103,9 @@ def csv_chunks(path: Path, wanted: dict[str, str], delimiter: str, partition: di
                 if skip >= batch.num_rows:
                     skip -= batch.num_rows
                     continue
-                batch = with_partitions(batch.slice(skip), read, partition)
+                batch = with_partitions(batch.slice(skip), read, partition, wanted)
                 skip = 0
-                yield Chunk(batch, path, done, csv=True)
+                yield Chunk(batch, path, done, csv=True, file_columns=file_columns)
                 done += batch.num_rows
             return
         except OSError as exc:
@@ -179,10 +133,11 @@ def csv_header(path: Path, parse: pacsv.ParseOptions) -> list[str]:
     return names
 
 
-def with_partitions(batch: pa.RecordBatch, read: list[str], partition: dict) -> pa.RecordBatch:
+def with_partitions(batch: pa.RecordBatch, read: list[str], partition: dict, wanted) -> pa.RecordBatch:
+    """The batch with the wanted partition columns the file's own columns do not have."""
     arrays, names = list(batch.columns), list(read)
     for name, value in partition.items():
-        if name not in read:
+        if name not in read and name in wanted:
             arrays.append(pa.array([value] * batch.num_rows, pa.string()))
             names.append(name)
     return pa.RecordBatch.from_arrays(arrays, names=names)
@@ -228,17 +183,20 @@ def invalid_row(path: Path, parse: pacsv.ParseOptions) -> tuple[int | None, int,
     return found[0] if found else (None, 0, 0)
 
 
-def parquet_chunks(files: list[Path], root: Path | None, columns: list[str]) -> Iterator[Chunk]:
+def parquet_chunks(
+    files: list[Path], root: Path | None, columns: list[str], optional: frozenset
+) -> Iterator[Chunk]:
     import pyarrow.parquet as pq  # here: a CSV run does not pay for importing it
 
     for path in files:
-        partition = partitions(path, root)
+        partition = hive_values(path, root)
         try:
             # Unbuffered reads decode a whole row group at once (a file written in one group is then read
             # whole); a buffered stream holds about `buffer_size` per column whatever the groups' size.
             source = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
             names = source.schema_arrow.names
-            absent = [c for c in columns if c not in names and c not in partition]
+            file_columns = tuple(dict.fromkeys([*names, *partition]))
+            absent = [c for c in columns if c not in names and c not in partition and c not in optional]
             if absent:
                 raise TableError(f"{path} lacks column(s) {', '.join(absent)} (it has: {listing(names)})")
             read = [c for c in columns if c in names]
@@ -248,7 +206,8 @@ def parquet_chunks(files: list[Path], root: Path | None, columns: list[str]) -> 
             # is not what limits the rows/s.
             batches = source.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=read, use_threads=False)
             for batch in batches:
-                yield Chunk(with_partitions(batch, read, partition), path, done, csv=False)
+                chunk = with_partitions(batch, read, partition, columns)
+                yield Chunk(chunk, path, done, csv=False, file_columns=file_columns)
                 done += batch.num_rows
         except (pa.ArrowException, OSError) as exc:
             raise TableError(f"{path}: {str(exc).splitlines()[0]}") from None

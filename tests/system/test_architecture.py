@@ -22,6 +22,9 @@ PLANTED = {  # contract id → (file, the forbidden import planted at its end)
     "network-without-data": ("pipeline/training/models.py", "import pipeline.data.table"),
     "export-not-serve": ("export/onnx.py", "import serve.errors"),
     "serve-torch-free": ("serve/errors.py", "import torch"),
+    "serve-layers": ("serve/model.py", "import serve.dataplane"),
+    "serve-core-without-transports": ("serve/repository.py", "import grpc"),
+    "server-without-pyarrow": ("serve/http/codec.py", "import pyarrow"),
 }
 
 

@@ -91,7 +91,7 @@ def test_exports_killed_at_random_moments_never_lose_the_published_version(repos
             "zoo-mammal/config.pbtxt",
             "zoo-mammal/manifest.json",
         ]
-        Model(models / "zoo-mammal").load()  # old or new, what is published is whole: sha256 and graph check
+        Model.load(models / "zoo-mammal")  # old or new, what is published is whole: sha256 and graph check
         repo = Repository(models).load_all(quiet)
         assert sorted(repo.models) == ["zoo-mammal"] and not repo.failed  # hidden staging is never served
     counts = {outcome: outcomes.count(outcome) for outcome in sorted(set(outcomes))}
@@ -161,7 +161,7 @@ def test_publication_killed_at_every_step_shows_the_old_version_or_the_new(
 
     def visible_version(models: Path) -> str:
         tree = visible_tree(models)
-        Model(models / "zoo-mammal").load()  # whole: sha256 and graph agree with the manifest
+        Model.load(models / "zoo-mammal")  # whole: sha256 and graph agree with the manifest
         repo = Repository(models).load_all(quiet)
         assert sorted(repo.models) == ["zoo-mammal"] and not repo.failed  # staging is never served
         if tree == before:

@@ -57,7 +57,7 @@ def test_runtime_installs_without_the_training_extra():
     base, batch = names(project["dependencies"]), names(project["optional-dependencies"]["batch"])
     assert not (base | batch) & {"torch", "onnx", "onnxscript"}
     import_names = {"grpcio": "grpc", "protobuf": "google"}  # distributions imported by another name
-    provided = {import_names.get(n, n) for n in base} | {"serve"}
+    provided = {import_names.get(n, n) for n in base} | {"serve", "contract"}
     outside = set()
     paths = sorted((ROOT / "serve").rglob("*.py"))
     assert BATCH / "__init__.py" in paths

@@ -1,0 +1,1 @@
+"""Tests of serve/, one module per module or package tested."""
