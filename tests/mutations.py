@@ -379,6 +379,7 @@ MUTANTS = [
         "    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)",
         "    ranks[order] = np.arange(1, len(score) + 1)",
         ("tests/pipeline/test_metrics.py::test_roc_auc_and_average_precision_match_scikit_learn",),
+    ),
     # -- deploy/: the serving image and the Kubernetes manifests (issue 17) ----------------------------------
     Mutant(
         "image-runs-as-root",
