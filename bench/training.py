@@ -17,8 +17,10 @@ from pipeline.data.load import load_dataset
 from pipeline.run import train_run
 from pipeline.tasks import TASKS
 from pipeline.training.batches import MemoryBatches
-from pipeline.training.loop import make_optimizer, train_one_epoch, training_step
+from pipeline.training.loop import train_one_epoch
 from pipeline.training.models import build_mlp
+from pipeline.training.optimizer import make_optimizer
+from pipeline.training.schedule import lr_share, plan_training
 
 
 def quiet(*args):
@@ -133,15 +135,17 @@ def scale_case(n_rows: int, n_features: int = 32, hidden=(64, 64), batch_size: i
 
     batches = MemoryBatches(x, y, np.arange(n_rows), encode, batch_size, torch.Generator().manual_seed(0))
     loss_fn = torch.nn.CrossEntropyLoss()
-    probe = [
-        encode(x[k : k + batch_size], y[k : k + batch_size]) for k in range(0, 30 * batch_size, batch_size)
-    ]
-    start = time.perf_counter()
-    step = training_step(mlp, loss_fn, optimizer, probe, n_rows)  # eager, or compiled where faster
-    choosing = time.perf_counter() - start
-    start = time.perf_counter()
-    train_one_epoch(mlp, batches.epoch(1), loss_fn, optimizer, step=step)
-    ours = n_rows / (time.perf_counter() - start)
+    plan = plan_training(config, n_rows, [n_features, *hidden, 3], threads=torch.get_num_threads())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(plan.threads)  # as `fit` does: one thread for steps this small
+    try:
+        start = time.perf_counter()
+        train_one_epoch(
+            mlp, batches.epoch(1), loss_fn, optimizer, lr_at=lambda k: plan.lr * lr_share(plan, k)
+        )
+        ours = n_rows / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
 
     def sklearn(**kw):
         return MLPClassifier(
@@ -174,9 +178,7 @@ def scale_case(n_rows: int, n_features: int = 32, hidden=(64, 64), batch_size: i
     peak_large = matmul_gflops(2048, 2048, 2048, repeats=5)
     result = {
         "rows": n_rows,
-        "threads": torch.get_num_threads(),
-        "step": step.__name__,
-        "choosing_step_s": choosing,
+        "threads": plan.threads,
         "ours_rows_per_s": ours,
         "sklearn_fit_rows_per_s": fit,
         "sklearn_partial_fit_rows_per_s": partial,
@@ -188,10 +190,10 @@ def scale_case(n_rows: int, n_features: int = 32, hidden=(64, 64), batch_size: i
     }
     text = table(
         f"training loop, {n_rows:,} rows x {n_features} features, 3 classes, hidden {hidden}, batch "
-        f"{batch_size}, one epoch ({torch.get_num_threads()} threads; target: ours >= 2x sklearn fit)",
+        f"{batch_size}, one epoch ({plan.threads} thread(s); target: ours >= 2x sklearn fit)",
         ("trainer", "rows/s", "ours / this"),
         [
-            (f"ours (train_one_epoch, {step.__name__} step)", f"{ours:,.0f}", "1.00x"),
+            ("ours (train_one_epoch: schedule, clipping)", f"{ours:,.0f}", "1.00x"),
             ("scikit-learn MLPClassifier.fit (sgd, max_iter=1)", f"{fit:,.0f}", f"{ours / fit:.2f}x"),
             (
                 "scikit-learn partial_fit per batch (weaker anchor)",

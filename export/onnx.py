@@ -29,6 +29,7 @@ def graph_metadata(model: TabularModel, name: str, class_names: list[str], targe
         "class_names": json.dumps(class_names),
         "target_names": json.dumps(target_names),
         "threshold": repr(spec.threshold),
+        "clip": repr(spec.clip),  # standardized numbers z become z / sqrt(1 + (z / clip)^2); 0: unchanged
         "outputs": json.dumps(list(model.output_names)),
     }
 

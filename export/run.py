@@ -99,6 +99,7 @@ def export_run(
         "class_names": payload["class_names"],
         "target_names": payload["target_names"],
         "threshold": model.spec.threshold,
+        "clip": model.spec.clip,
     }
     breaking = schema_changes(repository, name, contract, allow_breaking, log)
     held_out = payload["held_out"].numpy()

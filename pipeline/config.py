@@ -55,18 +55,30 @@ class RunConfig:
     hidden: list[int] = option([32], "hidden layer sizes")
     activation: str = option("relu", "between hidden layers: relu | tanh | sigmoid | none")
     dropout: float = option(0.0, "dropout after each hidden activation")
-    lr: float = option(0.05, "SGD learning rate")
+    clip: float = option(
+        3.0, "standardized numbers soft-clipped to about ±clip inside the model, z/sqrt(1+(z/clip)²) (0: off)"
+    )
+    lr: float = option(
+        0.0, "peak SGD learning rate of the warm-up + cosine schedule (0: 0.05 x sqrt(global batch / 32))"
+    )
     momentum: float = option(0.9, "SGD momentum")
     weight_decay: float = option(1e-4, "SGD L2 penalty")
-    batch_size: int = option(32, "rows per SGD step")
-    epochs: int = option(300, "upper bound on epochs")
-    patience: int = option(40, "epochs without a better validation loss before stopping")
+    batch_size: int = option(0, "rows per SGD step and process (0: from the training rows, 32 to 512)")
+    epochs: int = option(0, "epochs; the schedule ends at the last (0: about 4,000 steps, 20 to 200)")
+    patience: int = option(
+        0, "epochs without a better validation loss before stopping (0: epochs / 4, at least 10)"
+    )
     val_fraction: float = option(0.2, "share of rows for validation (early stopping)")
     test_fraction: float = option(0.2, "share of rows held out for the test metrics")
-    threshold: float = option(0.5, "binary: label 1 when probability >= threshold")
+    threshold: str = option(
+        "0.5", "binary: label 1 when probability >= threshold; auto: the one with the best F1 on validation"
+    )
+    class_weight: str = option("none", "classification: none | balanced (each class weighs the same in all)")
     seed: int = option(0, "seeds the split, the initial weights and the batch order")
 
     def __post_init__(self) -> None:
+        if isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool):
+            self.threshold = repr(float(self.threshold))  # a number in a config file
         check_types(self)
 
     def resolve(self, base: Path) -> RunConfig:
@@ -92,15 +104,19 @@ class RunConfig:
             raise PipelineError(f"activation {self.activation!r} must be relu, tanh, sigmoid or none")
         if any(h <= 0 for h in self.hidden):
             raise PipelineError(f"hidden sizes must be positive, got {self.hidden}")
+        if self.clip < 0:
+            raise PipelineError(f"clip must be 0 (off) or positive, got {self.clip}")
         if not 0 <= self.dropout < 1:
             raise PipelineError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.lr <= 0 or self.batch_size <= 0 or self.epochs <= 0 or self.patience <= 0:
-            raise PipelineError("lr, batch_size, epochs and patience must be positive")
+        if min(self.lr, self.batch_size, self.epochs, self.patience) < 0:
+            raise PipelineError("lr, batch_size, epochs and patience must be positive (or 0: from the table)")
         fractions = (self.val_fraction, self.test_fraction)
         if not all(0 < f < 1 for f in fractions) or sum(fractions) >= 0.9:
             raise PipelineError("val_fraction and test_fraction must be in (0, 1) and leave >= 10% to train")
-        if not 0 < self.threshold < 1:
-            raise PipelineError(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.threshold != "auto" and not 0 < fixed_threshold(self.threshold) < 1:
+            raise PipelineError(f"threshold must be auto or in (0, 1), got {self.threshold}")
+        if self.class_weight not in ("none", "balanced"):
+            raise PipelineError(f"class_weight {self.class_weight!r} must be none or balanced")
         if self.target in self.categorical or self.target in self.ignore:
             raise PipelineError(f"target {self.target!r} cannot also be categorical or ignored")
         try:
@@ -115,6 +131,14 @@ class RunConfig:
             raise PipelineError(f"target {self.target!r} is not a feature to keep")
         if self.max_categories < 1:
             raise PipelineError(f"max_categories must be positive, got {self.max_categories}")
+
+
+def fixed_threshold(text: str) -> float:
+    """The threshold's number (NaN for `auto` or text that is not one)."""
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}

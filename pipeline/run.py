@@ -15,18 +15,25 @@ import torch
 from contract.publish import publish_dir, staging_dir, temporary_file
 from pipeline.checks import parity
 from pipeline.checks.compiled import check_compiled
-from pipeline.config import RunConfig, describe
+from pipeline.config import RunConfig, describe, fixed_threshold
 from pipeline.data.caveats import find_leaks, small_splits
 from pipeline.data.load import load_dataset
 from pipeline.display import text_table
 from pipeline.distributed import SINGLE, Dist
 from pipeline.errors import PipelineError
 from pipeline.tasks import TASKS
+from pipeline.training.calibration import (
+    apply_temperature,
+    best_threshold,
+    fit_temperature,
+    validation_logits,
+)
 from pipeline.training.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.training.crossval import cross_validate
+from pipeline.training.importance import permutation_importance
 from pipeline.training.loop import evaluate, fit
 from pipeline.training.models import ModelSpec, TabularModel
-from pipeline.training.report import plot_curves, read_json, write_json
+from pipeline.training.report import plot_curves, plot_importance, read_json, write_json
 from pipeline.training.resume import Resume
 
 HELD_OUT_ROWS = 1024  # test rows kept in the checkpoint for parity checks later
@@ -63,9 +70,10 @@ def train_run(
         activation=config.activation,
         dropout=config.dropout,
         n_outputs=task.width(dataset.n_classes, len(dataset.target_names)),
-        threshold=config.threshold,
+        threshold=0.5 if config.threshold == "auto" else fixed_threshold(config.threshold),
         target_mean=[mean] if not task.is_classifier else [],
         target_std=[std] if not task.is_classifier else [],
+        clip=config.clip,
     )
     cv, fitted, fit_config = None, dataset, config
     if config.cv:
@@ -76,11 +84,13 @@ def train_run(
     start = time.perf_counter()
     history = fit(model, fitted, fit_config, progress=progress, job=job, resume=resume, log=log)
     seconds = time.perf_counter() - start
-    if history.best_epoch == 0:
-        raise PipelineError(
-            f"{config.name}: training diverged in the first epoch; lower `lr` (now {config.lr})"
-        )
+    plan = history.plan  # the report's config says what ran: the batch, rate, epochs and patience used
+    config = dataclasses.replace(
+        config, batch_size=plan["batch_size"], lr=plan["lr"], epochs=plan["epochs"], patience=plan["patience"]
+    )
+    calibration = calibrate(model, dataset, config, job, log)
     metrics = evaluate(model, dataset.chunks("test"), dataset.class_names, job)
+    importance = permutation_importance(model, dataset.chunks("test"), dataset.class_names, config.seed)
     report = {
         "name": config.name,
         "task": config.task,
@@ -90,7 +100,15 @@ def train_run(
         "dropped_rows": dataset.dropped,
         "train_seconds": seconds,
         "epochs_run": len(history.train_loss),
+        "training": {
+            **history.plan,
+            "stopped": history.stopped,
+            "recoveries": history.recoveries,
+            "best_epoch": history.best_epoch,
+        },
+        "calibration": calibration,
         "test_metrics": metrics,
+        "feature_importance": importance,
         "history": history.to_dict(),
         "features": [f.to_dict() for f in dataset.features],
         "class_names": dataset.class_names,
@@ -117,6 +135,7 @@ def train_run(
         )
         write_json(staged / "report.json", report)
         plot_curves(staged / "curves.png", history, task.main_metric, f"{config.name} ({config.task})")
+        plot_importance(staged / "importance.png", importance, f"{config.name}: permutation importance")
         publish_dir(staged, run_dir)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
@@ -138,6 +157,24 @@ def check_writable(runs_dir: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise PipelineError(f"cannot write the runs directory {runs_dir}: {exc.strerror or exc}") from None
+
+
+def calibrate(model: TabularModel, dataset, config: RunConfig, job: Dist, log) -> dict:
+    """Classifiers, on the validation split: temperature scaling when it lowers the log loss, and the
+    binary threshold with the best F1 under `--threshold auto`. Both change the model in place."""
+    if not TASKS[config.task].is_classifier:
+        return {}
+    logits, y = validation_logits(model, dataset.chunks("val"), job)
+    temperature, before, after = fit_temperature(logits, y)
+    if temperature != 1.0:
+        apply_temperature(model, temperature)
+        log(f"  temperature {temperature:.3g}: validation log loss {before:.4f} → {after:.4f}")
+    result = {"temperature": temperature, "val_log_loss_before": before, "val_log_loss_after": after}
+    if config.task == "binary" and config.threshold == "auto":
+        model.spec.threshold = model.head.threshold = best_threshold(logits / temperature, y)
+        log(f"  threshold: {model.spec.threshold:.4f} (best F1 on the validation rows)")
+        result["threshold"] = model.spec.threshold
+    return result
 
 
 def summary_line(report: dict) -> str:
@@ -169,7 +206,9 @@ def compile_run(run_dir: Path, log=print) -> dict:
 
 def builtin_summary(reports: list[dict]) -> str:
     """The table `make all` prints: one row per model."""
-    rows = [("model", "task", "test metric", "epochs", "train s", "eager us", "compiled us")]
+    rows = [
+        ("model", "task", "test metric", "epochs", "train s", "compile check s", "eager us", "compiled us")
+    ]
     for r in reports:
         c = r.get("compile", {})
         rows.append(
@@ -179,6 +218,7 @@ def builtin_summary(reports: list[dict]) -> str:
                 summary_line(r).split(",")[0],
                 str(r["epochs_run"]),
                 f"{r['train_seconds']:.1f}",
+                f"{c.get('check_seconds', np.nan):.1f}",
                 f"{c.get('eager_batch1_us', np.nan):.0f}",
                 f"{c.get('compiled_batch1_us', np.nan):.0f}",
             )

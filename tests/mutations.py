@@ -514,6 +514,67 @@ MUTANTS = [
         "TABLE_FLAGS = $(if $(DATA),--data $(DATA) --target $(TARGET),) $(ARGS)",
         ("tests/pipeline/test_cli.py::test_make_passes_paths_with_spaces_and_globs_as_one_argument",),
     ),
+    # -- training defaults (issue 16) --------------------------------------------------------------------
+    Mutant(
+        "no-warm-up",
+        "the schedule starts at the peak learning rate (the warm-up is skipped)",
+        "pipeline/training/schedule.py",
+        "    if step < plan.warmup_steps:",
+        "    if False:",
+        ("tests/pipeline/training/test_schedule.py::test_lr_warms_up_linearly_then_decays_by_a_cosine",),
+    ),
+    Mutant(
+        "two-threads-for-small-steps",
+        "every step runs on all of the process's threads, however small",
+        "pipeline/training/schedule.py",
+        "        threads=threads if flops >= ONE_THREAD_FLOPS else 1,",
+        "        threads=threads,",
+        ("tests/pipeline/training/test_schedule.py::test_small_steps_run_on_one_thread_large_ones_on_all",),
+    ),
+    Mutant(
+        "gradient-not-clipped",
+        "the gradient norm is never clipped",
+        "pipeline/training/loop.py",
+        "        if clip:",
+        "        if False:",
+        ("tests/pipeline/training/test_schedule.py::test_gradient_norm_is_clipped",),
+    ),
+    Mutant(
+        "restart-keeps-the-diverged-weights",
+        "an epoch restarted after a non-finite loss starts from the diverged weights, not the last good ones",
+        "pipeline/training/loop.py",
+        "                model.load_state_dict(good[0])",
+        "                pass",
+        (
+            "tests/pipeline/training/test_schedule.py::test_a_non_finite_epoch_restarts_from_the_last_good_state_at_half_the_rate",
+        ),
+    ),
+    Mutant(
+        "optimizer-imports-dynamo",
+        "training steps through optimizer.step(), which imports torch._dynamo on its first call",
+        "pipeline/training/loop.py",
+        "        sgd_step(optimizer)",
+        "        optimizer.step()",
+        ("tests/pipeline/training/test_schedule.py::test_training_does_not_import_torch_dynamo",),
+    ),
+    Mutant(
+        "temperature-multiplies",
+        "temperature scaling multiplies the logits by T instead of dividing",
+        "pipeline/training/calibration.py",
+        "    last.weight.div_(temperature)",
+        "    last.weight.mul_(temperature)",
+        (
+            "tests/pipeline/training/test_calibration.py::test_temperature_is_folded_into_the_exported_network",
+        ),
+    ),
+    Mutant(
+        "auc-without-ties",
+        "ROC AUC ranks tied scores one after the other instead of giving them their average rank",
+        "pipeline/metrics.py",
+        "    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)",
+        "    ranks[order] = np.arange(1, len(score) + 1)",
+        ("tests/pipeline/test_metrics.py::test_roc_auc_and_average_precision_match_scikit_learn",),
+    ),
     # -- deploy/: the serving image and the Kubernetes manifests (issue 17) ----------------------------------
     Mutant(
         "image-runs-as-root",

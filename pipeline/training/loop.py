@@ -13,6 +13,7 @@ metrics are merged over the processes, so every one of them makes the same early
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -28,14 +29,16 @@ from pipeline.data.dataset import Dataset
 from pipeline.data.memory import memory_budget
 from pipeline.data.streaming import StreamingDataset
 from pipeline.distributed import SINGLE, Dist
+from pipeline.errors import PipelineError
 from pipeline.tasks import TASKS
 from pipeline.training.batches import MemoryBatches, StreamBatches
 from pipeline.training.models import TabularModel
+from pipeline.training.optimizer import make_optimizer, sgd_step
 from pipeline.training.progress import Progress
 from pipeline.training.resume import Resume
+from pipeline.training.schedule import CLIP_NORM, lr_share, plan_training
 
-COMPILE_ROWS = 200_000  # training rows from which compiling the step may pay for its seconds
-PROBE_STEPS = 30  # timed steps per candidate when choosing between eager and compiled
+MAX_RECOVERIES = 4  # restarts of an epoch after a non-finite loss, each at half the learning rate
 
 
 @dataclass(kw_only=True)
@@ -44,65 +47,18 @@ class History:
     val_loss: list[float] = field(default_factory=list)
     val_metric: list[float] = field(default_factory=list)  # the task's main metric, target units
     epoch_seconds: list[float] = field(default_factory=list)  # the training pass alone (no validation)
+    lr: list[float] = field(default_factory=list)  # peak learning rate of each epoch's schedule
     best_epoch: int = 0  # 1-based epoch whose weights were kept
+    plan: dict = field(default_factory=dict)  # the resolved SGD settings (schedule.Plan)
+    recoveries: list[dict] = field(default_factory=list)  # epochs restarted after a non-finite loss
+    stopped: str = ""  # why the run ended: "epochs", "early stopping"
 
     def to_dict(self) -> dict:
         return copy.deepcopy(self.__dict__)
 
 
-def make_optimizer(parameters, config: RunConfig) -> torch.optim.SGD:
-    """SGD with the config's learning rate, momentum and L2; the fused kernel updates every parameter
-    in one call (measured faster per step than the foreach and per-parameter forms on these sizes)."""
-    return torch.optim.SGD(
-        parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, fused=True
-    )
-
-
-def training_step(mlp: nn.Module, loss_fn: nn.Module, optimizer, probe: list, rows: int, job: Dist = SINGLE):
-    """`loss_of(encoded, target)`: the loss on the MLP's logits, eager, or compiled with torch.compile
-    (forward and backward each become one compiled graph, for full batches; a last, shorter batch runs
-    eager). Compiling costs seconds, so it is tried only for tables of COMPILE_ROWS training rows or
-    more, and kept only when timed steps on `probe` (a few real batches) show it faster; the weights and
-    optimizer state are restored after the timing. A compile that fails falls back to eager."""
-
-    def eager(encoded: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return loss_fn(mlp(encoded), target)
-
-    if rows < COMPILE_ROWS or job.world > 1 or not probe:
-        return eager
-    size = len(probe[0][0])
-    compiled_loss = torch.compile(eager, dynamic=False)
-
-    def compiled(encoded: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return compiled_loss(encoded, target) if len(encoded) == size else eager(encoded, target)
-
-    saved = copy.deepcopy((mlp.state_dict(), optimizer.state_dict(), torch.get_rng_state()))
-    try:
-        seconds = {
-            name: step_seconds(step, optimizer, probe)
-            for name, step in (("compiled", compiled), ("eager", eager))
-        }
-    except Exception:  # inductor reports a missing or broken toolchain many ways: train eager
-        seconds = {"eager": 0.0}
-    finally:
-        mlp.load_state_dict(saved[0])
-        optimizer.load_state_dict(saved[1])
-        torch.set_rng_state(saved[2])
-    return compiled if seconds.get("compiled", math.inf) < seconds["eager"] else eager
-
-
-def step_seconds(step, optimizer, probe: list) -> float:
-    """Median seconds of a training step over `probe`, after one untimed pass (compiles, warms caches)."""
-    times = []
-    for timed in (False, True):
-        for encoded, target in probe:
-            start = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            step(encoded, target).backward()
-            optimizer.step()
-            if timed:
-                times.append(time.perf_counter() - start)
-    return float(np.median(times))
+class Diverged(PipelineError):
+    """The loss stayed non-finite after MAX_RECOVERIES restarts: nothing is published."""
 
 
 def train_one_epoch(
@@ -111,18 +67,26 @@ def train_one_epoch(
     loss_fn: nn.Module,
     optimizer: torch.optim.Optimizer,
     job: Dist = SINGLE,
-    step=None,
+    lr_at: Callable[[int], float] | None = None,
+    first_step: int = 0,
+    clip: float | None = CLIP_NORM,
 ) -> float:
     """One pass over (encoded rows, loss target, rows of the global batch) steps; returns the mean loss
-    over every process's rows. `step`: the loss function of `training_step` (default: eager)."""
+    over every process's rows, or NaN as soon as a step's loss is not finite (the pass stops there).
+    `lr_at(step)`: the learning rate of global step `first_step + k` (default: the optimizer's own);
+    `clip`: the gradient norm is clipped to it before each step."""
     mlp.train()
-    loss_of = step or (lambda encoded, target: loss_fn(mlp(encoded), target))
-    summed = type(loss_fn)(reduction="sum")
+    summed = type(loss_fn)(reduction="sum", **loss_options(loss_fn))
     total, rows = torch.zeros((), dtype=torch.float64), 0
-    for encoded, target, global_rows in batches:
+    parameters = [p for p in mlp.parameters() if p.requires_grad]
+    for k, (encoded, target, global_rows) in enumerate(batches):
+        if lr_at is not None:
+            lr = lr_at(first_step + k)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         if job.world == 1:
-            loss = loss_of(encoded, target)
+            loss = loss_fn(mlp(encoded), target)
             total += loss.detach() * len(encoded)
         else:  # DDP averages gradients over processes: scale this process's share of the global mean
             per_row = target.shape[1] if target.dim() > 1 else 1
@@ -130,10 +94,23 @@ def train_one_epoch(
             loss = local * (job.world / (global_rows * per_row))
             total += local.detach() / per_row
         loss.backward()
-        optimizer.step()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(parameters, clip, foreach=True)
+        sgd_step(optimizer)
         rows += len(encoded)
+        if job.world == 1 and not torch.isfinite(total):
+            return math.nan  # the weights are lost now: the caller restarts from the last good state
     total, rows = job.total(np.array([total.item(), rows], dtype=np.float64)).tolist()
     return total / max(rows, 1.0)
+
+
+def loss_options(loss_fn: nn.Module) -> dict:
+    """The class weights a loss was built with, to build its summed twin the same way."""
+    if isinstance(loss_fn, nn.BCEWithLogitsLoss) and loss_fn.pos_weight is not None:
+        return {"pos_weight": loss_fn.pos_weight}
+    if isinstance(loss_fn, nn.CrossEntropyLoss) and loss_fn.weight is not None:
+        return {"weight": loss_fn.weight}
+    return {}
 
 
 @torch.no_grad()
@@ -156,8 +133,8 @@ def evaluate(
         logits = model.mlp(model.preprocess(torch.from_numpy(x).to(device)))
         target = task.loss_target(torch.from_numpy(y), mean, std).to(device)
         loss += loss_fn(logits, target).item() / (target.shape[1] if target.dim() > 1 else 1)
-        outputs = dict(zip(task.output_names, model.head(logits)))
-        metrics.update(y, outputs[task.decision].cpu().numpy().reshape(len(y), -1)[:, 0])
+        outputs = {n: v.cpu().numpy() for n, v in zip(task.output_names, model.head(logits))}
+        metrics.update(y, outputs)
         rows += len(y)
     if job.world > 1:
         parts = job.gather((loss, rows, metrics))
@@ -166,6 +143,21 @@ def evaluate(
             parts[0][2].merge(part[2])
         metrics = parts[0][2]
     return {"loss": loss / max(rows, 1), **metrics.result()}
+
+
+def class_weights(model: TabularModel, dataset: SplitTable, config: RunConfig, job: Dist = SINGLE) -> dict:
+    """The loss's class weights: none, or `balanced` (each class weighs rows / (classes x its rows), so
+    every class carries the same total weight; binary: the positive rows weigh negatives / positives)."""
+    task = TASKS[model.spec.task]
+    if config.class_weight == "none" or not task.is_classifier:
+        return {}
+    counts = np.zeros(max(dataset.n_classes, 2), dtype=np.float64)
+    for _, y in dataset.chunks("train"):
+        counts += np.bincount(y, minlength=len(counts))[: len(counts)]
+    counts = np.maximum(job.total(counts), 1.0)
+    if task.name == "binary":
+        return {"pos_weight": torch.tensor([counts[0] / counts[1]], dtype=torch.float32)}
+    return {"weight": torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32)}
 
 
 def scale_of(model: TabularModel) -> tuple[float, float]:
@@ -205,28 +197,16 @@ def stream_batches(
     )
 
 
-def memory_probe(dataset: Dataset, config: RunConfig, encode, steps: int = PROBE_STEPS) -> list:
-    """The first training rows as `steps` encoded batches, to time step candidates on (no shuffling:
-    the epochs' random streams are untouched)."""
-    if dataset.rows["train"] < COMPILE_ROWS:
-        return []
-    rows = dataset.splits["train"][: steps * config.batch_size]
-    encoded, target = encode(dataset.x[rows], dataset.y[rows])
-    size = config.batch_size
-    return [(encoded[k : k + size], target[k : k + size]) for k in range(0, len(rows) - size + 1, size)]
-
-
 @dataclass(frozen=True)
 class Draw:
-    """How mini-batches are drawn from one kind of table, and the batches a compiled step is timed on."""
+    """How mini-batches are drawn from one kind of table."""
 
     batches: Callable  # (model, dataset, config, generator, job, encode) -> .epoch(k) iterable
-    probe: Callable  # (dataset, config, encode) -> list of encoded batches (empty: never compile)
 
 
 DRAWS = {
-    Dataset: Draw(memory_batches, memory_probe),
-    StreamingDataset: Draw(stream_batches, lambda dataset, config, encode: []),  # one pass costs a read
+    Dataset: Draw(memory_batches),
+    StreamingDataset: Draw(stream_batches),
 }
 
 
@@ -252,24 +232,29 @@ def fit(
     resume: Resume | None = None,
     log=print,
 ) -> History:
-    """SGD with early stopping: stops after `patience` epochs without a better validation loss and
-    restores the best weights."""
+    """SGD on the plan set from the table (`pipeline.training.schedule`), with early stopping: stops
+    after `patience` epochs without a better validation loss and restores the best weights. An epoch
+    whose loss is not finite is restarted from the previous epoch's state at half the learning rate
+    (said, and recorded in `History.recoveries`); after MAX_RECOVERIES restarts the run stops with
+    `Diverged`."""
     task = TASKS[model.spec.task]
-    loss_fn = task.make_loss()
+    loss_fn = task.make_loss(**class_weights(model, dataset, config, job)).to(job.device)
     model.to(job.device)  # NCCL: this process's GPU; gloo: the CPU
+    widths = [model.preprocess.n_encoded, *model.spec.hidden, model.spec.n_outputs]
+    plan = plan_training(config, dataset.rows["train"], widths, job.world, torch.get_num_threads())
+    config = dataclasses.replace(
+        config, batch_size=plan.batch_size, lr=plan.lr, epochs=plan.epochs, patience=plan.patience
+    )
     trained = model.mlp
     if job.world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(model.mlp)
-    optimizer = make_optimizer(model.mlp.parameters(), config)
+    optimizer = make_optimizer(model.mlp.parameters(), config, plan.lr)
     generator = torch.Generator().manual_seed(config.seed)
-    draw = DRAWS[type(dataset)]
     encode = encoder(model, job.device)
-    batches = draw.batches(model, dataset, config, generator, job, encode)
-    probe = draw.probe(dataset, config, encode)
-    step = training_step(model.mlp, loss_fn, optimizer, probe, dataset.rows["train"], job)
+    batches = DRAWS[type(dataset)].batches(model, dataset, config, generator, job, encode)
 
-    history, best_loss, best_state = History(), math.inf, copy.deepcopy(model.state_dict())
-    first_epoch, stopped = 1, False
+    history, best_loss, best_state = History(plan=plan.to_dict()), math.inf, copy.deepcopy(model.state_dict())
+    first_epoch, stopped, lr_scale = 1, False, 1.0
     state = resume.load(job) if resume else None
     if state is not None:
         model.load_state_dict(state["model"])
@@ -277,48 +262,81 @@ def fit(
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         history, best_loss, best_state = History(**state["history"]), state["best_loss"], state["best_state"]
-        first_epoch, stopped = state["epoch"] + 1, state["stopped"]
+        first_epoch, stopped, lr_scale = state["epoch"] + 1, state["stopped"], state["lr_scale"]
         log(f"resuming {config.name} after epoch {state['epoch']} (torchrun restarted the job)")
     bar = Progress(f"train {config.name}", config.epochs, enabled=progress and job.is_main)
-    for epoch in range(first_epoch, config.epochs + 1):
-        if stopped:
-            break
-        start = time.perf_counter()
-        train_loss = train_one_epoch(trained, batches.epoch(epoch), loss_fn, optimizer, job, step)
-        history.epoch_seconds.append(time.perf_counter() - start)
-        scores = evaluate(model, dataset.chunks("val"), dataset.class_names, job)
-        history.train_loss.append(train_loss)
-        history.val_loss.append(scores["loss"])
-        history.val_metric.append(scores[task.main_metric])
-        bar.update(
-            epoch,
-            loss=f"{train_loss:.4f}",
-            val_loss=f"{scores['loss']:.4f}",
-            **{f"val_{task.main_metric}": f"{scores[task.main_metric]:.4f}"},
-        )
-        if not math.isfinite(train_loss):
-            stopped = True  # diverged: keep the best weights seen so far
-        elif scores["loss"] < best_loss:
-            best_loss, history.best_epoch = scores["loss"], epoch
-            best_state = copy.deepcopy(model.state_dict())
-        elif epoch - history.best_epoch >= config.patience:
-            stopped = True
-        if resume is not None:
-            resume.save(
+    threads = torch.get_num_threads()
+    torch.set_num_threads(plan.threads)
+    try:
+        epoch = first_epoch
+        while epoch <= config.epochs and not stopped:
+            good = copy.deepcopy((model.state_dict(), optimizer.state_dict(), generator.get_state()))
+            start = time.perf_counter()
+            train_loss = train_one_epoch(
+                trained,
+                batches.epoch(epoch),
+                loss_fn,
+                optimizer,
                 job,
-                {
-                    "epoch": epoch,
-                    "stopped": stopped,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "history": history.to_dict(),
-                    "best_loss": best_loss,
-                    "best_state": best_state,
-                },
+                lambda step, scale=lr_scale: plan.lr * scale * lr_share(plan, step),
+                (epoch - 1) * plan.steps_per_epoch,
             )
-    bar.close()
+            seconds = time.perf_counter() - start
+            finite = math.isfinite(train_loss)
+            scores = evaluate(model, dataset.chunks("val"), dataset.class_names, job) if finite else {}
+            if not (finite and math.isfinite(scores["loss"])):
+                if len(history.recoveries) == MAX_RECOVERIES:
+                    raise Diverged(
+                        f"{config.name}: training diverged: the loss is not finite in epoch {epoch} even at "
+                        f"{lr_scale:g} x the learning rate {plan.lr:.3g}; nothing was published (lower --lr)"
+                    )
+                model.load_state_dict(good[0])
+                optimizer.load_state_dict(good[1])
+                generator.set_state(good[2])
+                lr_scale /= 2
+                history.recoveries.append({"epoch": epoch, "lr_scale": lr_scale})
+                log(
+                    f"{config.name}: non-finite loss in epoch {epoch}; restarting it from the state "
+                    f"after epoch {epoch - 1} at {lr_scale:g} x the learning rate"
+                )
+                continue
+            history.epoch_seconds.append(seconds)
+            history.train_loss.append(train_loss)
+            history.val_loss.append(scores["loss"])
+            history.val_metric.append(scores[task.main_metric])
+            history.lr.append(plan.lr * lr_scale)
+            bar.update(
+                epoch,
+                loss=f"{train_loss:.4f}",
+                val_loss=f"{scores['loss']:.4f}",
+                **{f"val_{task.main_metric}": f"{scores[task.main_metric]:.4f}"},
+            )
+            if scores["loss"] < best_loss:
+                best_loss, history.best_epoch = scores["loss"], epoch
+                best_state = copy.deepcopy(model.state_dict())
+            elif epoch - history.best_epoch >= config.patience:
+                stopped, history.stopped = True, "early stopping"
+            if resume is not None:
+                resume.save(
+                    job,
+                    {
+                        "epoch": epoch,
+                        "stopped": stopped,
+                        "lr_scale": lr_scale,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "generator": generator.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "history": history.to_dict(),
+                        "best_loss": best_loss,
+                        "best_state": best_state,
+                    },
+                )
+            epoch += 1
+    finally:
+        torch.set_num_threads(threads)
+        bar.close()
+    history.stopped = history.stopped or "epochs"
     model.load_state_dict(best_state)
     model.cpu().eval()  # checkpoints and exports take the CPU module
     return history

@@ -29,6 +29,7 @@ class ModelSpec:
     threshold: float = 0.5  # binary decision threshold on the probability
     target_mean: list[float] = field(default_factory=list)  # regression: de-standardization
     target_std: list[float] = field(default_factory=list)
+    clip: float = 0.0  # standardized numbers are soft-clipped to about ±clip (0: not clipped)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,8 +44,9 @@ class Preprocess(nn.Module):
     """(batch, n_features) raw → (batch, n_encoded): standardized numerics (booleans are 0/1 numbers),
     then one-hot categories, then each date's derived columns (`pipeline.training.dates`)."""
 
-    def __init__(self, features: list[Feature]):
+    def __init__(self, features: list[Feature], clip: float = 0.0):
         super().__init__()
+        self.clip = clip
         numeric = [j for j, f in enumerate(features) if f.kind in ("numeric", "boolean")]
         # One slot per (categorical column, category): the column is compared with the slot's code.
         slots = [(j, c) for j, f in enumerate(features) if f.kind == "categorical" for c in f.categories]
@@ -62,7 +64,10 @@ class Preprocess(nn.Module):
         if self.has_numeric:
             numeric = features[:, self.numeric_index]
             numeric = torch.where(torch.isnan(numeric), self.mean, numeric)
-            parts.append((numeric - self.mean) / self.std)
+            z = (numeric - self.mean) / self.std
+            if self.clip:  # smooth: about z near 0, tends to ±clip far out (one outlier cannot dominate)
+                z = z / torch.sqrt(1 + (z / self.clip) ** 2)
+            parts.append(z)
         if self.has_categorical:
             # NaN and unseen codes match no slot, so they encode as all zeros.
             parts.append((features[:, self.slot_index] == self.slot_code).to(features.dtype))
@@ -103,7 +108,7 @@ class TabularModel(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         self.spec = spec
-        self.preprocess = Preprocess(spec.features)
+        self.preprocess = Preprocess(spec.features, spec.clip)
         self.mlp = build_mlp(
             self.preprocess.n_encoded, spec.hidden, spec.activation, spec.dropout, spec.n_outputs
         )

@@ -36,7 +36,29 @@ def plot_curves(path: Path, history: History, metric: str, title: str) -> None:
         ax.grid(alpha=0.3)
     loss_ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.13, top=0.84, wspace=0.28)  # tight_layout: 1 s
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def plot_importance(path: Path, importance: list[dict], title: str, top: int = 20) -> None:
+    """A horizontal bar per feature (the `top` most important): the test loss increase when shuffled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    shown = importance[:top][::-1]
+    height = 0.3 * len(shown) + 1.5
+    fig, ax = plt.subplots(figsize=(7, height))
+    ax.barh([row["feature"] for row in shown], [row["loss_increase"] for row in shown], color="tab:blue")
+    ax.set(xlabel="test loss increase when the feature is shuffled", title=title)
+    ax.grid(alpha=0.3, axis="x")
+    longest = max((len(row["feature"]) for row in shown), default=1)
+    left = min(0.05 + 0.011 * longest, 0.5)
+    fig.subplots_adjust(left=left, right=0.97, bottom=0.6 / height, top=1 - 0.4 / height)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)

@@ -120,9 +120,11 @@ def test_graph_preprocessing_equals_training_encoding_on_raw_csv_rows(repository
     )
     assert np.isnan(raw).sum() == 6
     numeric = [f for f in features if f["kind"] == "numeric"]
-    encoded = [
-        (np.nan_to_num(raw[:, features.index(f)], nan=f["mean"]) - f["mean"]) / f["std"] for f in numeric
-    ]
+    clip = manifest["clip"]  # standardized numbers are soft-clipped: z / sqrt(1 + (z / clip)^2)
+    encoded = []
+    for f in numeric:
+        z = (np.nan_to_num(raw[:, features.index(f)], nan=f["mean"]) - f["mean"]) / f["std"]
+        encoded.append(z / np.sqrt(1 + (z / clip) ** 2) if clip else z)
     for f in features:
         if f["kind"] == "categorical":
             encoded += [(raw[:, features.index(f)] == c).astype(np.float32) for c in f["categories"]]

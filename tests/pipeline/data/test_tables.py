@@ -259,7 +259,7 @@ def test_help_says_what_every_flag_does_and_its_default():
     for flag, default in (
         ("--data", "none"),
         ("--memory-budget", "'auto'"),
-        ("--epochs", "300"),
+        ("--epochs", "0"),
         ("--hidden", "32"),
     ):
         block = result.stdout.split(f"\n  {flag} ", 1)[1].split("\n  --", 1)[0]
