@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench.report import cpu_hog
 
-SECTIONS = ("inprocess", "http", "grpc", "training", "data", "predict", "makeall", "tables")
+SECTIONS = ("inprocess", "http", "grpc", "warmup", "training", "data", "predict", "makeall", "tables")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     names = builtin_names()
     missing = [n for n in names if not (args.repository / n / "manifest.json").exists()]
-    if missing and {"inprocess", "http", "grpc"} & set(sections):
+    if missing and {"inprocess", "http", "grpc", "warmup"} & set(sections):
         print(
             f"error: {', '.join(missing)} not exported in {args.repository}: run `make all` first",
             file=sys.stderr,
@@ -88,6 +88,12 @@ def run_section(section: str, args, names: list[str], results: dict) -> str | No
 
         results[section], text = grpc_serving.run(
             args.repository, seconds=1.0 if args.quick else 10.0, rounds=1 if args.quick else 3
+        )
+    elif section == "warmup":
+        from bench import warmup
+
+        results[section], text = warmup.run(
+            args.repository, starts=2 if args.quick else 5, updates=3 if args.quick else 10
         )
     elif section == "training":
         try:

@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--max-batch-rows", type=int, default=env("max_batch_rows", defaults.max_batch_rows))
     server.add_argument("--max-delay-us", type=int, default=env("max_delay_us", defaults.max_delay_us))
     server.add_argument("--max-queue", type=int, default=env("max_queue", defaults.max_queue))
+    server.add_argument(
+        "--no-warmup",
+        action="store_true",
+        default=env("no_warmup", 0) == 1,
+        help="serve a loaded version without running its batch sizes once first (for measuring)",
+    )
     predict = commands.add_parser(
         "predict",
         help="predict every row of a CSV or Parquet table with an exported model (needs the batch extra)",
@@ -126,6 +132,7 @@ def serve(args, argv: list[str]) -> int:
             max_delay_us=args.max_delay_us,
             max_queue=args.max_queue,
         ),
+        warmup=not args.no_warmup,
         poll_s=args.poll_s,
         idle_timeout_s=args.idle_timeout_s,
         header_timeout_s=args.header_timeout_s,

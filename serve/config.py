@@ -18,6 +18,7 @@ class ServerConfig:
     max_rows: int = 65536  # rows per request
     threads: int = 1  # onnxruntime intra-op threads per model version
     batching: BatchingConfig = field(default_factory=BatchingConfig)
+    warmup: bool = True  # run every batch size once before a loaded version is ready (serve/warmup.py)
     poll_s: float = 2.0  # look for new, changed and removed models this often; 0: only at start and on load
     idle_timeout_s: float = 15.0  # a connection silent this long is closed (also before its first request)
     header_timeout_s: float = 10.0  # request headers must arrive within this, else 408

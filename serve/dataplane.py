@@ -35,7 +35,14 @@ class DataPlane:
     def __init__(self, config: ServerConfig, log=print):
         self.config, self.log = config, log
         self.metrics = Metrics()
-        self.repository = Repository(Path(config.repository), config.threads, config.batching, self.metrics)
+        self.repository = Repository(
+            Path(config.repository),
+            config.threads,
+            config.batching,
+            self.metrics,
+            warmup=config.warmup,
+            log=log,
+        )
         self.lifecycle = Lifecycle(self.repository, config.poll_s, log, config.control_file)
         self.refresher: asyncio.Task | None = None
 

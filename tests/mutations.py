@@ -732,6 +732,23 @@ MUTANTS = [
         "ATOL = RTOL = 1e-4  # float32 on CPU",
         ("tests/pipeline/checks/test_compiled.py::test_outputs_3e_5_apart_fail_the_cpu_tolerance_of_1e_5",),
     ),
+    # -- warm-up and payload logs (issue 17) -----------------------------------------------------------
+    Mutant(
+        "warmup-skipped",
+        "a loaded version is served without its warm-up",
+        "serve/repository.py",
+        "                        warmed = self.warm(model)",
+        "                        warmed = None",
+        ("tests/serve/test_warmup.py::test_every_version_runs_every_batch_size_before_the_server_is_ready",),
+    ),
+    Mutant(
+        "warmup-failure-ignored",
+        "a version whose warm-up fails is served anyway",
+        "serve/warmup.py",
+        '            raise ModelLoadError(f"warm-up failed at {rows} rows: {reason}") from None',
+        "            break",
+        ("tests/serve/test_warmup.py::test_a_version_whose_warm_up_fails_is_refused_with_the_reason",),
+    ),
 ]
 
 
