@@ -104,7 +104,7 @@ def run_section(section: str, args, names: list[str], results: dict) -> str | No
         from bench import warmup
 
         results[section], text = warmup.run(
-            args.repository, starts=2 if args.quick else 5, updates=3 if args.quick else 10
+            args.repository, starts=2 if args.quick else 5, updates=3 if args.quick else 20
         )
     elif section == "payloads":
         from bench import payload_log

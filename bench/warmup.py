@@ -1,11 +1,13 @@
 """The first request a version answers, against the steady p50, with warm-up (the default) and without
 (--no-warmup), the two servers side by side in one run: 1-row V2 JSON requests one at a time on one
 kept-alive connection (opened before the clock starts), the first right after the server is ready, then
-the first after each of `updates` new versions is swapped in (published as an export does; the poll
-every 50 ms; the swap seen in the model's metadata on another connection)."""
+the first after each new version is swapped in (published as an export does; the poll every 50 ms; the
+swap seen in the model's metadata on another connection). Beside it, a control request made the same way
+right after, and the first onnxruntime call's time from the server's own statistics."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import shutil
@@ -56,69 +58,88 @@ class Client:
         return calls["ns"] / 1e9 / max(calls["count"], 1)
 
 
-def first_requests(repository: Path, warm: bool, starts: int, updates: int) -> dict:
-    """Seconds of the first request after each of `starts` startups and after each of `updates` updates,
-    of a control request made the same way right after each of those, and the steady p50."""
-    flags = ("--poll-s", "0.05", *(() if warm else ("--no-warmup",)))
-    after_startup, after_update, control, steady, first_call = [], [], [], [], []
-    with tempfile.TemporaryDirectory(prefix="bench-warmup-") as scratch:
-        repo = Path(scratch)
-        shutil.copytree(repository / MODEL, repo / MODEL)
-        for start in range(starts):
-            with server("ours", repo, *flags) as (port, _, _):
-                client, watcher = Client(port), Client(port)
-                after_startup.append(client.infer()[0])
-                steady.append(client.steady_p50(STEADY_REQUESTS))
-                if start < starts - 1:
-                    continue
-                for _ in range(updates):
-                    version = republish(repo, MODEL).parent.name
-                    deadline = time.monotonic() + 30
-                    while watcher.versions() != [version]:
-                        if time.monotonic() > deadline:
-                            raise RuntimeError(f"version {version} was not swapped in within 30 s")
-                        time.sleep(0.005)
-                    seconds, answered = client.infer()
-                    if answered != version:
-                        raise RuntimeError(f"version {answered} answered, not the new {version}")
-                    after_update.append(seconds)
-                    # the control: a call on the other connection, then one on this (the version used once)
-                    first_call.append(watcher.onnxruntime_seconds(version))
-                    control.append(client.infer()[0])
-                    steady.append(client.steady_p50(STEADY_REQUESTS // 3))
-    p50 = float(np.median(steady))
-    return {
-        "steady_p50_ms": p50 * 1e3,
-        "first_after_startup_ms": [s * 1e3 for s in after_startup],
-        "first_after_update_ms": [s * 1e3 for s in after_update],
-        "control_ms": [s * 1e3 for s in control],
-        "first_onnxruntime_call_us": [s * 1e6 for s in first_call],
-        "startup_ratio": float(np.median(after_startup)) / p50,
-        "update_ratio": float(np.median(after_update)) / p50,
-        "update_ratio_max": max(after_update) / p50,
-        "control_ratio": float(np.median(control)) / p50,
+SERVERS = {"with warm-up": (), "--no-warmup": ("--no-warmup",)}
+
+
+def after_startup(repository: Path, flags: tuple[str, ...]) -> tuple[float, float]:
+    """(seconds of the first request once the server is ready, the steady p50 after it)."""
+    with server("ours", repository, "--poll-s", "0", *flags) as (port, _, _):
+        client = Client(port)
+        return client.infer()[0], client.steady_p50(STEADY_REQUESTS)
+
+
+def after_update(repo: Path, client: Client, watcher: Client) -> tuple[float, float, float, float]:
+    """Publish a version, wait until it is swapped in, then: (seconds of its first request, its
+    onnxruntime call in the server's statistics, a control request made the same way right after, the
+    steady p50 after that)."""
+    version = republish(repo, MODEL).parent.name
+    deadline = time.monotonic() + 30
+    while watcher.versions() != [version]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"version {version} was not swapped in within 30 s")
+        time.sleep(0.005)
+    seconds, answered = client.infer()
+    if answered != version:
+        raise RuntimeError(f"version {answered} answered, not the new {version}")
+    first_call = watcher.onnxruntime_seconds(version)  # the control: the same two calls, the version used
+    control = client.infer()[0]
+    return seconds, first_call, control, client.steady_p50(STEADY_REQUESTS // 3)
+
+
+def run(repository: Path, starts: int = 5, updates: int = 20) -> tuple[dict, str]:
+    """Both servers side by side: startups alternating, then updates alternating between two servers
+    running at once (each on its own copy of the model)."""
+    samples = {
+        name: {"startup": [], "update": [], "first_call": [], "control": [], "steady": []} for name in SERVERS
     }
-
-
-def run(repository: Path, starts: int = 5, updates: int = 10) -> tuple[dict, str]:
-    results = {}
-    for name, warm in (("with warm-up", True), ("--no-warmup", False)):
-        results[name] = first_requests(repository, warm, starts, updates)
-    rows = [
-        (
-            name,
-            f"{r['steady_p50_ms']:.3f}",
-            f"{np.median(r['first_after_startup_ms']):.3f} ({r['startup_ratio']:.2f}x)",
-            f"{np.median(r['first_after_update_ms']):.3f} ({r['update_ratio']:.2f}x, max "
-            f"{r['update_ratio_max']:.2f}x)",
-            f"{np.median(r['control_ms']):.3f} ({r['control_ratio']:.2f}x)",
-            f"{np.median(r['first_onnxruntime_call_us']):.0f}",
+    for _ in range(starts):
+        for name, flags in SERVERS.items():
+            first, p50 = after_startup(repository, flags)
+            samples[name]["startup"].append(first)
+            samples[name]["steady"].append(p50)
+    with contextlib.ExitStack() as stack:
+        running = {}
+        for name, flags in SERVERS.items():
+            repo = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-warmup-")))
+            shutil.copytree(repository / MODEL, repo / MODEL)
+            port = stack.enter_context(server("ours", repo, "--poll-s", "0.05", *flags))[0]
+            running[name] = (repo, Client(port), Client(port))
+            running[name][1].steady_p50(STEADY_REQUESTS)  # the server's own Python code warm first
+        for _ in range(updates):
+            for name, (repo, client, watcher) in running.items():
+                first, first_call, control, p50 = after_update(repo, client, watcher)
+                for key, value in zip(
+                    ("update", "first_call", "control", "steady"), (first, first_call, control, p50)
+                ):
+                    samples[name][key].append(value)
+    results, rows = {}, []
+    for name, s in samples.items():
+        p50 = float(np.median(s["steady"]))
+        r = results[name] = {
+            "steady_p50_ms": p50 * 1e3,
+            "first_after_startup_ms": [x * 1e3 for x in s["startup"]],
+            "first_after_update_ms": [x * 1e3 for x in s["update"]],
+            "control_ms": [x * 1e3 for x in s["control"]],
+            "first_onnxruntime_call_us": [x * 1e6 for x in s["first_call"]],
+            "startup_ratio": float(np.median(s["startup"])) / p50,
+            "update_ratio": float(np.median(s["update"])) / p50,
+            "update_ratio_p90": float(np.percentile(s["update"], 90)) / p50,
+            "control_ratio": float(np.median(s["control"])) / p50,
+        }
+        rows.append(
+            (
+                name,
+                f"{r['steady_p50_ms']:.3f}",
+                f"{np.median(r['first_after_startup_ms']):.3f} ({r['startup_ratio']:.2f}x)",
+                f"{np.median(r['first_after_update_ms']):.3f} ({r['update_ratio']:.2f}x, p90 "
+                f"{r['update_ratio_p90']:.2f}x)",
+                f"{np.median(r['control_ms']):.3f} ({r['control_ratio']:.2f}x)",
+                f"{np.median(r['first_onnxruntime_call_us']):.0f}",
+            )
         )
-        for name, r in results.items()
-    ]
     text = table(
         f"first request after startup and after an update / steady p50 ({MODEL}, 1-row V2 JSON, one at a "
-        f"time; medians of {starts} startups and {updates} updates)",
+        f"time; medians of {starts} startups and {updates} updates per server, the servers alternating)",
         (
             "server",
             "steady p50 ms",
