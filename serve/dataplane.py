@@ -1,9 +1,9 @@
 """What both transports do, in one place: health, server and model metadata (V2, and V1's body), Triton's
 model configuration and statistics extensions, the repository index and model control, inference through
-the served versions' batching queues, and the request metrics and inference statistics. serve/http/ and
-serve/grpc/ only turn their wire formats into these calls and back (with the shared checks of
-serve/request.py) and map the named errors of serve/errors.py to their own status codes; serve/server.py
-builds one DataPlane and hands it to both.
+the served versions' batching queues (offered to the payload log, serve/payloads.py, when there is one),
+and the request metrics and inference statistics. serve/http/ and serve/grpc/ only turn their wire
+formats into these calls and back (with the shared checks of serve/request.py) and map the named errors of
+serve/errors.py to their own status codes; serve/server.py builds one DataPlane and hands it to both.
 """
 
 from __future__ import annotations
@@ -46,9 +46,7 @@ class DataPlane:
         )
         self.lifecycle = Lifecycle(self.repository, config.poll_s, log, config.control_file)
         self.refresher: asyncio.Task | None = None
-        self.payloads = (
-            None  # the payload log's writer (serve/payloads.py), when config.payload_log.path is set
-        )
+        self.payloads: PayloadLog | None = None  # the payload log's writer, with config.payload_log.path
         if config.payload_log.path is not None:  # PayloadLogError when it cannot be written
             self.payloads = PayloadLog(config.payload_log, self.metrics, self.source)
 
