@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 
 import numpy as np
 import onnx
@@ -57,12 +58,10 @@ def infer_version(address: str) -> str:
 
 
 def wait_for(condition, timeout: float = 20.0) -> None:
-    done = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if condition():
-            return
-        done.wait(0.02)
-    raise AssertionError("timed out")
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
 
 
 def test_batch_sizes_are_the_powers_of_two_up_to_the_largest_batch():
