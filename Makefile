@@ -21,6 +21,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 GRPC_PORT ?= 8001
 WORKERS ?= 1
+# Payload logs: make serve PAYLOAD_LOG=payloads.jsonl [PAYLOAD_SAMPLE=0.1] (make run-image too)
+PAYLOAD_LOG ?=
+PAYLOAD_SAMPLE ?= 1.0
 CSV ?=
 OUT ?=
 KEEP ?=
@@ -56,7 +59,7 @@ verify: install
 
 serve: install
 	$(PY) -m serve serve --repository $(call quote,$(REPOSITORY)) --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) \
-		--workers $(WORKERS)
+		--workers $(WORKERS) $(if $(PAYLOAD_LOG),--payload-log $(call quote,$(PAYLOAD_LOG)) --payload-sample $(PAYLOAD_SAMPLE),)
 
 # make predict MODEL=auto-mpg DATA=cars.csv [OUT=predictions.csv|.parquet] [KEEP=car_name] (CSV= works too)
 predict: install
@@ -119,7 +122,8 @@ image:
 # at /mnt/models (REPOSITORY= with nothing: the models baked into the image).
 run-image:
 	$(PYTHON) -m deploy run-image --image $(IMAGE) --repository "$(REPOSITORY)" --host $(HOST) \
-		--port $(PORT) --grpc-port $(GRPC_PORT)
+		--port $(PORT) --grpc-port $(GRPC_PORT) \
+		$(if $(PAYLOAD_LOG),--payload-log $(PAYLOAD_LOG) -- --payload-sample $(PAYLOAD_SAMPLE),)
 
 manifests: install
 	$(PY) -m deploy validate

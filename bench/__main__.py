@@ -13,7 +13,18 @@ from pathlib import Path
 
 from bench.report import cpu_hog
 
-SECTIONS = ("inprocess", "http", "grpc", "training", "data", "predict", "makeall", "tables")
+SECTIONS = (
+    "inprocess",
+    "http",
+    "grpc",
+    "warmup",
+    "payloads",
+    "training",
+    "data",
+    "predict",
+    "makeall",
+    "tables",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     names = builtin_names()
     missing = [n for n in names if not (args.repository / n / "manifest.json").exists()]
-    if missing and {"inprocess", "http", "grpc"} & set(sections):
+    if missing and {"inprocess", "http", "grpc", "warmup", "payloads"} & set(sections):
         print(
             f"error: {', '.join(missing)} not exported in {args.repository}: run `make all` first",
             file=sys.stderr,
@@ -87,6 +98,18 @@ def run_section(section: str, args, names: list[str], results: dict) -> str | No
         from bench import grpc_serving
 
         results[section], text = grpc_serving.run(
+            args.repository, seconds=1.0 if args.quick else 10.0, rounds=1 if args.quick else 3
+        )
+    elif section == "warmup":
+        from bench import warmup
+
+        results[section], text = warmup.run(
+            args.repository, starts=2 if args.quick else 5, updates=3 if args.quick else 20
+        )
+    elif section == "payloads":
+        from bench import payload_log
+
+        results[section], text = payload_log.run(
             args.repository, seconds=1.0 if args.quick else 10.0, rounds=1 if args.quick else 3
         )
     elif section == "training":

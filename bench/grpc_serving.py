@@ -169,22 +169,27 @@ def versus_reference(repository: Path, seconds: float, rounds: int, concurrencie
     return results, text
 
 
-def publish_every(repo: Path, every_s: float, stop: threading.Event, published: list) -> None:
-    """Publish the model's current file again as the next version, every `every_s` (as an export does)."""
+def republish(repo: Path, name: str = MODEL) -> Path:
+    """Publish the model's current file again as the next version (as an export does); its model.onnx."""
     from export.repository import publish
 
-    manifest = json.loads((repo / MODEL / "manifest.json").read_text())
+    manifest = json.loads((repo / name / "manifest.json").read_text())
     base = {
         k: v
         for k, v in manifest.items()
         if k not in ("version", "sha256", "size_bytes", "created", "versions")
     }
-    onnx_file = repo / MODEL / str(manifest["version"]) / "model.onnx"
+    onnx_file = repo / name / str(manifest["version"]) / "model.onnx"
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(scratch) / "model.onnx"
         shutil.copyfile(onnx_file, source)
-        while not stop.wait(every_s):
-            published.append(publish(repo, MODEL, source, base, keep_versions=True))
+        return publish(repo, name, source, base, keep_versions=True)
+
+
+def publish_every(repo: Path, every_s: float, stop: threading.Event, published: list) -> None:
+    """Publish the model's current file again as the next version, every `every_s`."""
+    while not stop.wait(every_s):
+        published.append(republish(repo))
 
 
 def during_updates(repository: Path, seconds: float, rounds: int, concurrency: int = 32) -> tuple[dict, str]:

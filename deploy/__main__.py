@@ -3,7 +3,8 @@
     python -m deploy tools                     podman, runc and debootstrap from Debian's packages (as root)
     python -m deploy base-image                the local base image (debootstrap of Debian bookworm), once
     python -m deploy image [--base B] [--variant batch] [--models DIR] [--tag T]
-    python -m deploy run-image [--image T] [--repository DIR] [--host H] [--port P] [--grpc-port G] [-- ARGS]
+    python -m deploy run-image [--image T] [--repository DIR] [--host H] [--port P] [--grpc-port G]
+                               [--payload-log FILE] [-- ARGS]
     python -m deploy prepare-tests             as root: the tools and the base image the image tests need
     python -m deploy validate                  the Kubernetes manifests against their schemas (dev extra)
 
@@ -42,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default="127.0.0.1", help="bind address on the host network")
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--grpc-port", type=int, default=8001)
+    run.add_argument(
+        "--payload-log",
+        type=Path,
+        help="a file on the host for the server's payload log (its directory is mounted writable)",
+    )
     run.add_argument("server_args", nargs="*", help="more server flags, after --")
     commands.add_parser(
         "prepare-tests", help="as root: install the tools and build the base image if missing"
@@ -76,6 +82,8 @@ def run_image(args) -> int:
     repository = args.repository if str(args.repository) not in ("", ".") else None
     if repository is not None:
         tools.check_repository(repository)
+    if args.payload_log is not None:
+        tools.check_payload_log(args.payload_log)
     tools.ensure_tools()
     if not tools.image_exists(args.image):
         raise tools.DeployError(f"image {args.image} not found: run `make image` first")
@@ -86,6 +94,7 @@ def run_image(args) -> int:
         http_port=args.port,
         grpc_port=args.grpc_port,
         server_args=tuple(args.server_args),
+        payload_log=args.payload_log,
     )
     print("podman " + " ".join(command), flush=True)
     os.execvpe("podman", ["podman", *command], tools.environment())  # Ctrl-C reaches the container

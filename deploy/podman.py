@@ -328,9 +328,12 @@ def run_command(
     detach: bool = False,
     remove: bool = True,
     server_args: tuple[str, ...] = (),
+    payload_log: Path | None = None,
 ) -> list[str]:
     """`podman run` as users should run the image: host network, read-only root file system, the
-    unprivileged user, the repository mounted read-only (None: the models baked into the image)."""
+    unprivileged user, the repository mounted read-only (None: the models baked into the image).
+    `payload_log`, a file on the host: its directory is mounted writable at PAYLOAD_LOGS (the root file
+    system is read-only) and the server writes the file there."""
     runtime = load_runtime()
     command = ["run", "--network", "host", "--read-only", "--user", f"{runtime.user}:{runtime.user}"]
     command += ["--rm"] if remove else []
@@ -338,8 +341,29 @@ def run_command(
     command += ["--name", name] if name else []
     if repository is not None:
         command += ["--volume", f"{Path(repository).resolve()}:{runtime.repository}:ro"]
-    command += [image, "--host", host, "--port", str(http_port), "--grpc-port", str(grpc_port), *server_args]
-    return command
+    logging = ()
+    if payload_log is not None:
+        command += ["--volume", f"{Path(payload_log).resolve().parent}:{PAYLOAD_LOGS}"]
+        logging = ("--payload-log", f"{PAYLOAD_LOGS}/{Path(payload_log).name}")
+    command += [image, "--host", host, "--port", str(http_port), "--grpc-port", str(grpc_port)]
+    return [*command, *logging, *server_args]
+
+
+PAYLOAD_LOGS = "/mnt/payload-logs"  # in the container: the writable mount of the payload log's directory
+
+
+def check_payload_log(payload_log: Path) -> None:
+    """A payload log file whose directory the container's user can write, or DeployError saying why not."""
+    runtime = load_runtime()
+    directory = Path(payload_log).resolve().parent
+    if not directory.is_dir():
+        raise DeployError(f"{directory} is not a directory: create it for the payload log")
+    st = directory.stat()
+    if not (st.st_uid == runtime.user and st.st_mode & 0o300 == 0o300) and st.st_mode & 0o003 != 0o003:
+        user = runtime.user
+        raise DeployError(
+            f"{directory} is not writable by the container's user {user}: chown {user} {directory}"
+        )
 
 
 def check_repository(repository: Path) -> None:

@@ -77,6 +77,36 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--max-batch-rows", type=int, default=env("max_batch_rows", defaults.max_batch_rows))
     server.add_argument("--max-delay-us", type=int, default=env("max_delay_us", defaults.max_delay_us))
     server.add_argument("--max-queue", type=int, default=env("max_queue", defaults.max_queue))
+    server.add_argument(
+        "--no-warmup",
+        action="store_true",
+        default=env("no_warmup", 0) == 1,
+        help="serve a loaded version without running its batch sizes once first (for measuring)",
+    )
+    server.add_argument(
+        "--payload-log",
+        type=Path,
+        default=os.environ.get("SERVE_PAYLOAD_LOG") or None,
+        help="write each sampled inference request and response to this file as CloudEvents (JSON lines)",
+    )
+    server.add_argument(
+        "--payload-sample",
+        type=float,
+        default=env("payload_sample", 1.0),
+        help="share of inference requests written to the payload log, 0 to 1 (default 1)",
+    )
+    server.add_argument(
+        "--payload-log-max-mb",
+        type=float,
+        default=env("payload_log_max_mb", 64.0),
+        help="rotate the payload log before it grows past this (default 64)",
+    )
+    server.add_argument(
+        "--payload-log-backups",
+        type=int,
+        default=env("payload_log_backups", 3),
+        help="rotated payload logs kept, PATH.1 … PATH.N (default 3)",
+    )
     predict = commands.add_parser(
         "predict",
         help="predict every row of a CSV or Parquet table with an exported model (needs the batch extra)",
@@ -118,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
 def serve(args, argv: list[str]) -> int:
     from serve import server
     from serve.config import ServerConfig
+    from serve.payloads import PayloadLogConfig
+
+    problem = payload_flags_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
 
     config = ServerConfig(
         repository=args.repository,
@@ -133,6 +169,13 @@ def serve(args, argv: list[str]) -> int:
             max_delay_us=args.max_delay_us,
             max_queue=args.max_queue,
         ),
+        warmup=not args.no_warmup,
+        payload_log=PayloadLogConfig(
+            path=args.payload_log,
+            sample=args.payload_sample,
+            max_bytes=int(args.payload_log_max_mb * 1024 * 1024),
+            backups=args.payload_log_backups,
+        ),
         poll_s=args.poll_s,
         idle_timeout_s=args.idle_timeout_s,
         header_timeout_s=args.header_timeout_s,
@@ -147,6 +190,17 @@ def serve(args, argv: list[str]) -> int:
         runtime_dir=args.runtime_dir,
         log=lambda line: print(line, flush=True),
     )
+
+
+def payload_flags_problem(args) -> str:
+    """What is wrong with the payload log's flags ('' when nothing)."""
+    if not 0.0 <= args.payload_sample <= 1.0:
+        return f"--payload-sample must be between 0 and 1, got {args.payload_sample:g}"
+    if not args.payload_log_max_mb > 0:
+        return f"--payload-log-max-mb must be more than 0, got {args.payload_log_max_mb:g}"
+    if args.payload_log_backups < 1:
+        return f"--payload-log-backups must be at least 1, got {args.payload_log_backups}"
+    return ""
 
 
 def main(argv: list[str] | None = None) -> int:

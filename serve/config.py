@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from serve.batching import BatchingConfig
+from serve.payloads import PayloadLogConfig
 
 
 @dataclass(kw_only=True)
@@ -18,6 +19,8 @@ class ServerConfig:
     max_rows: int = 65536  # rows per request
     threads: int = 1  # onnxruntime intra-op threads per model version
     batching: BatchingConfig = field(default_factory=BatchingConfig)
+    warmup: bool = True  # run every batch size once before a loaded version is ready (serve/warmup.py)
+    payload_log: PayloadLogConfig = field(default_factory=PayloadLogConfig)  # requests and responses logged
     poll_s: float = 2.0  # look for new, changed and removed models this often; 0: only at start and on load
     idle_timeout_s: float = 15.0  # a connection silent this long is closed (also before its first request)
     header_timeout_s: float = 10.0  # request headers must arrive within this, else 408

@@ -1,9 +1,9 @@
 """What both transports do, in one place: health, server and model metadata (V2, and V1's body), Triton's
 model configuration and statistics extensions, the repository index and model control, inference through
-the served versions' batching queues, and the request metrics and inference statistics. serve/http/ and
-serve/grpc/ only turn their wire formats into these calls and back (with the shared checks of
-serve/request.py) and map the named errors of serve/errors.py to their own status codes; serve/server.py
-builds one DataPlane and hands it to both.
+the served versions' batching queues (offered to the payload log, serve/payloads.py, when there is one),
+and the request metrics and inference statistics. serve/http/ and serve/grpc/ only turn their wire
+formats into these calls and back (with the shared checks of serve/request.py) and map the named errors of
+serve/errors.py to their own status codes; serve/server.py builds one DataPlane and hands it to both.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from serve.config import ServerConfig
 from serve.errors import QUOTE_LIMIT, BadRequest, ServeError, Unavailable
 from serve.lifecycle import Lifecycle
 from serve.metrics import Metrics
+from serve.payloads import Entry, PayloadLog
 from serve.repository import Repository, Served
 from serve.triton import ModelConfig, ModelStatisticsResponse
 
@@ -35,9 +36,19 @@ class DataPlane:
     def __init__(self, config: ServerConfig, log=print):
         self.config, self.log = config, log
         self.metrics = Metrics()
-        self.repository = Repository(Path(config.repository), config.threads, config.batching, self.metrics)
+        self.repository = Repository(
+            Path(config.repository),
+            config.threads,
+            config.batching,
+            self.metrics,
+            warmup=config.warmup,
+            log=log,
+        )
         self.lifecycle = Lifecycle(self.repository, config.poll_s, log, config.control_file)
         self.refresher: asyncio.Task | None = None
+        self.payloads: PayloadLog | None = None  # the payload log's writer, with config.payload_log.path
+        if config.payload_log.path is not None:  # PayloadLogError when it cannot be written
+            self.payloads = PayloadLog(config.payload_log, self.metrics, self.source)
 
     def start(self) -> None:
         """Background work on the event loop: the repository poll and, with several workers, copying
@@ -50,6 +61,8 @@ class DataPlane:
         if self.refresher is not None:
             self.refresher.cancel()
         await self.lifecycle.stop()
+        if self.payloads is not None:  # after the transports drained: what they answered is queued
+            await asyncio.get_running_loop().run_in_executor(None, self.payloads.close)
 
     async def refresh_metrics(self) -> None:
         while True:
@@ -152,9 +165,29 @@ class DataPlane:
         }
 
     # -- inference ---------------------------------------------------------------------------------------
-    async def infer(self, served: Served, features: np.ndarray) -> dict[str, np.ndarray]:
-        """Every output of `served` for checked features, through its batching queue."""
-        return await served.batcher.submit(features)
+    async def infer(
+        self,
+        served: Served,
+        features: np.ndarray,
+        endpoint: str,
+        request_id: str | None = None,
+        outputs: list[str] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Every output of `served` for checked features, through its batching queue; offered to the
+        payload log (when there is one) with the endpoint, the client's id and the outputs it asked for."""
+        if self.payloads is None:
+            return await served.batcher.submit(features)
+        received = time.time()
+        results = await served.batcher.submit(features)
+        entry = Entry(served.model, endpoint, request_id, features, results, outputs, received, time.time())
+        self.payloads.offer(entry)
+        return results
+
+    def source(self, endpoint: str) -> str:
+        """The CloudEvents `source` of a request to `endpoint`: the server's address it came to."""
+        if endpoint.startswith("grpc"):
+            return f"grpc://{self.config.host}:{self.config.grpc_port}/"
+        return f"http://{self.config.host}:{self.config.port}/"
 
     @contextlib.contextmanager
     def counting(self, served: Served):

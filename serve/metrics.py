@@ -72,6 +72,18 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemax",
         )
+        self.payloads_written = Counter(
+            "payload_log_written",
+            "Inference requests written to the payload log (a request and a response CloudEvent each)",
+            registry=self.registry,
+        )
+        self.payloads_dropped = Counter(
+            "payload_log_dropped",
+            "Sampled inference requests not written to the payload log: the writer was behind (queue_full) "
+            "or the write failed (write_error)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.children: dict[tuple, tuple] = {}  # labels() costs a lock and a lookup; keep the children
         self.watched: dict[str, Callable[[], int]] = {}  # model → its queue length, for `refresh`
 

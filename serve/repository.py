@@ -1,12 +1,13 @@
 """The model repository as served: which versions of which models answer, read from the disk.
 
-`read(name)` loads and verifies the versions that config.pbtxt's version_policy asks for (blocking: the
-server calls it off the event loop), reusing versions already served unchanged and remembering refusals
-so a broken file is not re-read until it changes; `apply()` swaps the result in with one assignment of a
-fresh dict. A served version whose file changes is verified again: a good file replaces it, a broken
-one is refused as a new version would be while the loaded copy serves on, and the index and the
-`model_disk_copy_broken` metric say so. A read that failed because the disk could not be read
-(permissions, I/O) is not remembered: the next poll, or an explicit load, tries again.
+`read(name)` loads, verifies and warms (serve/warmup.py) the versions that config.pbtxt's version_policy
+asks for (blocking: the server calls it off the event loop), reusing versions already served unchanged and
+remembering refusals so a broken file is not re-read until it changes; `apply()` swaps the result in with
+one assignment of a fresh dict, so a version is never served (nor counted ready) before it is warm. A
+served version whose file changes is verified again: a good file replaces it, a broken one is refused as a
+new version would be while the loaded copy serves on, and the index and the `model_disk_copy_broken`
+metric say so. A read that failed because the disk could not be read (permissions, I/O) is not
+remembered: the next poll, or an explicit load, tries again.
 
 A request takes what `get()` finds once, so it never sees half an update, and a request that found a
 version keeps it, with its batching queue, until answered, however many swaps happen meanwhile.
@@ -31,6 +32,7 @@ from serve.model import Model
 from serve.policy import PolicyError
 from serve.store import list_versions, read_config, read_policy, signature, transient, version_key
 from serve.triton import ConfigError
+from serve.warmup import WarmUp, warm_up
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Served:
     model: Model
     batcher: Batcher
     key: tuple  # (version, sha256 recorded for it, model.onnx's identity on disk) when it was loaded
+    warmup: WarmUp | None = None  # what ran before it was served (None: warm-up is off)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,11 +79,22 @@ DISK_COPY_REFUSED = "serving the copy loaded before; the file on disk is refused
 
 
 class Repository:
-    def __init__(self, path: Path, threads: int = 1, batching: BatchingConfig | None = None, metrics=None):
+    def __init__(
+        self,
+        path: Path,
+        threads: int = 1,
+        batching: BatchingConfig | None = None,
+        metrics=None,
+        *,
+        warmup: bool = True,
+        log=print,
+    ):
         self.path = Path(path)
         self.threads = threads  # onnxruntime intra-op threads per model version
         self.batching = batching or BatchingConfig()
         self.metrics = metrics or Metrics()
+        self.warmup = warmup  # run every batch size once before a loaded version serves (serve/warmup.py)
+        self.log = log
         self.states: dict[str, ModelState] = {}  # replaced whole on every change (see `apply`)
         self.loading = True  # true until the first `load_all` finished
 
@@ -141,7 +155,9 @@ class Repository:
                     try:
                         model = Model.load(directory, self.threads, version)
                         check_schema(previous.default, model)
-                        served[number] = Served(model, Batcher(model, self.batching, self.metrics), key)
+                        warmed = self.warm(model)
+                        batcher = Batcher(model, self.batching, self.metrics)
+                        served[number] = Served(model, batcher, key, warmed)
                         continue
                     except ModelLoadError as exc:
                         reason, retry = str(exc), retry or exc.transient
@@ -166,6 +182,14 @@ class Repository:
             retry=retry,
             config=config,
         )
+
+    def warm(self, model: Model) -> WarmUp | None:
+        """Warm a version just loaded (ModelLoadError when that fails), logging what it took."""
+        if not self.warmup:
+            return None
+        warmed = warm_up(model, self.batching.max_batch_rows)
+        self.log(f"warmed {model.name} version {model.version}: {warmed.describe()}")
+        return warmed
 
     # -- what requests see -------------------------------------------------------------------------
     def apply(self, name: str, state: ModelState | None) -> list[Served]:

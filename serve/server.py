@@ -29,6 +29,7 @@ from serve.config import ServerConfig
 from serve.dataplane import DataPlane
 from serve.http.app import App
 from serve.http.connection import uvicorn_config
+from serve.payloads import PayloadLogError, check_writable, worker_path
 from serve.workers import Supervisor, die_with_supervisor, reuse_port_socket
 
 SHUTDOWN_GRACE_S = 30.0  # gRPC calls in flight at SIGTERM get this long to finish
@@ -139,8 +140,20 @@ def main(
     runs a supervisor that starts `python -m serve <argv>` as worker 0 … N-1 (`worker`, with the
     supervisor's `runtime_dir`)."""
     descriptors.raise_limit()  # connections are file descriptors: take what the hard limit allows
+    payloads = config.payload_log
+    if payloads.path is not None:
+        if worker is not None:  # rotation is not shared between processes: each worker has its own file
+            payloads.path = worker_path(payloads.path, worker)
+        try:
+            check_writable(worker_path(payloads.path, 0) if workers > 1 and worker is None else payloads.path)
+        except PayloadLogError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if worker is None:
         log(banner(config, workers))
+        if payloads.path is not None:
+            several = f" (one file per worker: {worker_path(payloads.path, 0).name} …)" if workers > 1 else ""
+            log(f"payload log: {payloads.sample:.0%} of inference requests to {payloads.path}{several}")
     if workers > 1 and worker is None:
         return Supervisor(config, workers, argv, log=log).run()
     sockets = None

@@ -976,6 +976,77 @@ MUTANTS = [
         "ATOL = RTOL = 1e-4  # float32 on CPU",
         ("tests/pipeline/checks/test_compiled.py::test_outputs_3e_5_apart_fail_the_cpu_tolerance_of_1e_5",),
     ),
+    # -- warm-up and payload logs (issue 17) -----------------------------------------------------------
+    Mutant(
+        "warmup-skipped",
+        "a loaded version is served without its warm-up",
+        "serve/repository.py",
+        "                        warmed = self.warm(model)",
+        "                        warmed = None",
+        ("tests/serve/test_warmup.py::test_every_version_runs_every_batch_size_before_the_server_is_ready",),
+    ),
+    Mutant(
+        "warmup-failure-ignored",
+        "a version whose warm-up fails is served anyway",
+        "serve/warmup.py",
+        '            raise ModelLoadError(f"warm-up failed at {rows} rows: {reason}") from None',
+        "            break",
+        ("tests/serve/test_warmup.py::test_a_version_whose_warm_up_fails_is_refused_with_the_reason",),
+    ),
+    Mutant(
+        "payload-response-id-differs",
+        "a logged response gets an id of its own, not its request's",
+        "serve/payloads.py",
+        '            {**common, "type": RESPONSE_TYPE, "time": rfc3339(entry.answered), "data": response},',
+        '            {**common, "id": str(uuid.uuid4()), "type": RESPONSE_TYPE, "data": response},',
+        ("tests/serve/test_payloads.py::test_http_and_grpc_requests_are_logged_as_request_response_pairs",),
+    ),
+    Mutant(
+        "payload-sample-ignored",
+        "--payload-sample is ignored: every request is logged",
+        "serve/payloads.py",
+        "        if self.config.sample < 1.0 and random.random() >= self.config.sample:",
+        "        if False:",
+        ("tests/serve/test_payloads.py::test_a_sample_of_0_logs_nothing_and_a_share_logs_about_that_share",),
+    ),
+    Mutant(
+        "payload-writer-on-request-path",
+        "the payload log is written on the request path, not by its background thread",
+        "serve/payloads.py",
+        "        self.pending.append(entry)",
+        "        self.write([entry])",
+        (
+            "tests/serve/test_payloads.py::test_a_slow_writer_delays_no_request_and_drops_what_does_not_fit_its_queue",
+        ),
+    ),
+    Mutant(
+        "payload-queue-unbounded",
+        "the payload log's queue is unbounded (a slow disk grows the server's memory)",
+        "serve/payloads.py",
+        "        if len(self.pending) >= self.config.queue:",
+        "        if False:",
+        (
+            "tests/serve/test_payloads.py::test_a_slow_writer_delays_no_request_and_drops_what_does_not_fit_its_queue",
+        ),
+    ),
+    Mutant(
+        "payload-queue-drops-not-counted",
+        "payloads dropped because the writer is behind are not counted",
+        "serve/payloads.py",
+        '            self.dropped["queue_full"].inc()',
+        "            pass",
+        (
+            "tests/serve/test_payloads.py::test_a_slow_writer_delays_no_request_and_drops_what_does_not_fit_its_queue",
+        ),
+    ),
+    Mutant(
+        "payload-write-errors-not-counted",
+        "payloads a full disk refused are not counted",
+        "serve/payloads.py",
+        '            self.dropped["write_error"].inc(len(entries) - written)',
+        "            pass",
+        ("tests/serve/test_payloads.py::test_a_full_disk_fails_no_request_and_counts_the_drops",),
+    ),
 ]
 
 

@@ -140,7 +140,9 @@ class GrpcServer:
         served = self.dataplane.served(request.model_name, request.model_version)
         with self.dataplane.counting(served):
             decoded = decode_infer(request, served.model, self.config.max_rows)
-            results = await self.dataplane.infer(served, decoded.features)
+            results = await self.dataplane.infer(
+                served, decoded.features, "grpc_infer", decoded.id, decoded.outputs
+            )
             return encode_infer(served.model, decoded, results)
 
     async def model_config(self, request):

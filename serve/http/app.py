@@ -124,7 +124,9 @@ class App:
                 None,
             )
             request = codec.decode_v2(body, header_length, served.model, self.config.max_rows)
-            results = await self.dataplane.infer(served, request.features)
+            results = await self.dataplane.infer(
+                served, request.features, "v2_infer", request.id, request.outputs
+            )
             payload, headers = codec.encode_v2(served.model, request, results)
         return 200, payload, [(k.encode(), v.encode()) for k, v in headers.items()]
 
@@ -163,7 +165,7 @@ class App:
         with self.dataplane.counting(served):
             body = await self.read_body(scope, receive)
             features, ignored = codec.decode_v1(body, served.model, self.config.max_rows)
-            results = await self.dataplane.infer(served, served.model.check_features(features))
+            results = await self.dataplane.infer(served, served.model.check_features(features), "v1_predict")
             answer = codec.encode_v1(served.model, results, ignored)
         return 200, answer, JSON
 

@@ -55,3 +55,24 @@ def test_grpc_section_runs_with_zero_errors(repository):
     for count in (1, 2):
         assert all(r["requests"] > 0 and r["errors"] == 0 for r in results["workers"][count].values())
     assert "--workers 2 vs 1" in text
+
+
+def test_warmup_section_runs(repository):
+    from bench import warmup
+
+    results, text = warmup.run(repository, starts=1, updates=2)
+    for name in ("with warm-up", "--no-warmup"):
+        assert len(results[name]["first_after_update_ms"]) == 2 and results[name]["update_ratio"] > 0
+        assert len(results[name]["first_onnxruntime_call_us"]) == 2
+    assert "first request after startup and after an update" in text
+
+
+def test_payload_log_section_runs_with_zero_errors(repository):
+    from bench import payload_log
+
+    results, text = payload_log.run(repository, seconds=1.0, rounds=1)
+    for name in ("no payload log", "--payload-sample 1.0", "to /dev/full"):
+        assert results[name]["requests"] > 0 and results[name]["errors"] == 0, (name, results[name])
+    assert results["--payload-sample 1.0"]["payload_log"]["written"] > 0
+    assert results["to /dev/full"]["payload_log"]["dropped write_error"] > 0
+    assert results["log_bytes"] > 0 and "p99 with/without" in text

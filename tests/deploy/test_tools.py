@@ -81,6 +81,27 @@ def test_run_command_is_read_only_unprivileged_and_mounts_the_repository_read_on
     assert "--volume" not in tools.run_command("img", None, http_port=1, grpc_port=2)  # baked models
 
 
+def test_a_payload_log_is_written_to_its_host_directory_mounted_writable(tmp_path):
+    command = tools.run_command(
+        "img", None, http_port=1, grpc_port=2, payload_log=tmp_path / "p.jsonl", server_args=("--poll-s", "0")
+    )
+    assert command[command.index("--volume") + 1] == f"{tmp_path}:{tools.PAYLOAD_LOGS}"  # not :ro
+    assert command[command.index("img") + 7 :] == [
+        "--payload-log",
+        f"{tools.PAYLOAD_LOGS}/p.jsonl",
+        "--poll-s",
+        "0",
+    ]
+    tmp_path.chmod(0o755)
+    if tmp_path.stat().st_uid != RUNTIME.user:
+        with pytest.raises(
+            tools.DeployError, match=f"is not writable by the container's user {RUNTIME.user}"
+        ):
+            tools.check_payload_log(tmp_path / "p.jsonl")
+    tmp_path.chmod(0o777)
+    tools.check_payload_log(tmp_path / "p.jsonl")
+
+
 def test_a_repository_the_container_cannot_read_is_refused_in_one_line(tmp_path):
     model = tmp_path / "models" / "zoo"
     (model / "1").mkdir(parents=True)
