@@ -3,7 +3,11 @@
 kept-alive connection (opened before the clock starts), the first right after the server is ready, then
 the first after each new version is swapped in (published as an export does; the poll every 50 ms; the
 swap seen in the model's metadata on another connection). Beside it, a control request made the same way
-right after, and the first onnxruntime call's time from the server's own statistics."""
+right after, the first onnxruntime call's time from the server's own statistics, and a second control
+with no update at all: after as long a pause as the update took (the same metadata calls every 5 ms on
+the other connection), one request to the version already serving, warm for hundreds of requests. What
+an update adds is the first request over that pause control; the rest is what any request pays after the
+server has been idle that long (CPU caches and the core's wake-up, not the model: see the README)."""
 
 from __future__ import annotations
 
@@ -68,29 +72,43 @@ def after_startup(repository: Path, flags: tuple[str, ...]) -> tuple[float, floa
         return client.infer()[0], client.steady_p50(STEADY_REQUESTS)
 
 
-def after_update(repo: Path, client: Client, watcher: Client) -> tuple[float, float, float, float]:
+def after_pause(client: Client, watcher: Client, pause: float) -> float:
+    """Seconds of one request to the version already serving, after `pause` seconds of the watcher's
+    metadata calls every 5 ms (as an update's wait has them), the last one right before it."""
+    deadline = time.monotonic() + pause
+    while True:
+        watcher.versions()
+        if time.monotonic() >= deadline:
+            return client.infer()[0]
+        time.sleep(0.005)
+
+
+def after_update(repo: Path, client: Client, watcher: Client) -> tuple[float, float, float, float, float]:
     """Publish a version, wait until it is swapped in, then: (seconds of its first request, its
     onnxruntime call in the server's statistics, a control request made the same way right after, the
-    steady p50 after that)."""
+    steady p50 after that, the pause from publishing to the swap seen)."""
+    published = time.monotonic()
     version = republish(repo, MODEL).parent.name
-    deadline = time.monotonic() + 30
+    deadline = published + 30
     while watcher.versions() != [version]:
         if time.monotonic() > deadline:
             raise RuntimeError(f"version {version} was not swapped in within 30 s")
         time.sleep(0.005)
+    pause = time.monotonic() - published
     seconds, answered = client.infer()
     if answered != version:
         raise RuntimeError(f"version {answered} answered, not the new {version}")
     first_call = watcher.onnxruntime_seconds(version)  # the control: the same two calls, the version used
     control = client.infer()[0]
-    return seconds, first_call, control, client.steady_p50(STEADY_REQUESTS // 3)
+    return seconds, first_call, control, client.steady_p50(STEADY_REQUESTS // 3), pause
 
 
 def run(repository: Path, starts: int = 5, updates: int = 20) -> tuple[dict, str]:
     """Both servers side by side: startups alternating, then updates alternating between two servers
     running at once (each on its own copy of the model)."""
     samples = {
-        name: {"startup": [], "update": [], "first_call": [], "control": [], "steady": []} for name in SERVERS
+        name: {"startup": [], "update": [], "first_call": [], "control": [], "steady": [], "paused": []}
+        for name in SERVERS
     }
     for _ in range(starts):
         for name, flags in SERVERS.items():
@@ -107,9 +125,12 @@ def run(repository: Path, starts: int = 5, updates: int = 20) -> tuple[dict, str
             running[name][1].steady_p50(STEADY_REQUESTS)  # the server's own Python code warm first
         for _ in range(updates):
             for name, (repo, client, watcher) in running.items():
-                first, first_call, control, p50 = after_update(repo, client, watcher)
+                first, first_call, control, p50, pause = after_update(repo, client, watcher)
+                paused = after_pause(client, watcher, pause)  # the same wait, no update
+                client.steady_p50(STEADY_REQUESTS // 3)
                 for key, value in zip(
-                    ("update", "first_call", "control", "steady"), (first, first_call, control, p50)
+                    ("update", "first_call", "control", "steady", "paused"),
+                    (first, first_call, control, p50, paused),
                 ):
                     samples[name][key].append(value)
     results, rows = {}, []
@@ -125,6 +146,9 @@ def run(repository: Path, starts: int = 5, updates: int = 20) -> tuple[dict, str
             "update_ratio": float(np.median(s["update"])) / p50,
             "update_ratio_p90": float(np.percentile(s["update"], 90)) / p50,
             "control_ratio": float(np.median(s["control"])) / p50,
+            "after_pause_ms": [x * 1e3 for x in s["paused"]],
+            "pause_ratio": float(np.median(s["paused"])) / p50,
+            "update_over_pause": float(np.median(np.array(s["update"]) / np.array(s["paused"]))),
         }
         rows.append(
             (
@@ -135,6 +159,8 @@ def run(repository: Path, starts: int = 5, updates: int = 20) -> tuple[dict, str
                 f"{r['update_ratio_p90']:.2f}x)",
                 f"{np.median(r['control_ms']):.3f} ({r['control_ratio']:.2f}x)",
                 f"{np.median(r['first_onnxruntime_call_us']):.0f}",
+                f"{np.median(r['after_pause_ms']):.3f} ({r['pause_ratio']:.2f}x)",
+                f"{r['update_over_pause']:.2f}x",
             )
         )
     text = table(
@@ -147,6 +173,8 @@ def run(repository: Path, starts: int = 5, updates: int = 20) -> tuple[dict, str
             "first after an update ms",
             "the request after it, same way (control)",
             "its onnxruntime call µs",
+            "no update, as long a pause (control) ms",
+            "first after an update / pause control (median of pairs)",
         ),
         rows,
     )

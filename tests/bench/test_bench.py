@@ -64,6 +64,7 @@ def test_warmup_section_runs(repository):
     for name in ("with warm-up", "--no-warmup"):
         assert len(results[name]["first_after_update_ms"]) == 2 and results[name]["update_ratio"] > 0
         assert len(results[name]["first_onnxruntime_call_us"]) == 2
+        assert len(results[name]["after_pause_ms"]) == 2 and results[name]["update_over_pause"] > 0
     assert "first request after startup and after an update" in text
 
 
