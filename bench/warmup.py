@@ -103,6 +103,34 @@ def after_update(repo: Path, client: Client, watcher: Client) -> tuple[float, fl
     return seconds, first_call, control, client.steady_p50(STEADY_REQUESTS // 3), pause
 
 
+def idle_wake(repository: Path, repeats: int = 30) -> dict:
+    """In this process, no server: one warm session's 1-row call, and a 100-step Python loop, right after
+    the previous one and after sleeping 5 ms (medians, µs): what any request pays after an idle pause."""
+    from serve.model import Model
+
+    model = Model.load(repository / MODEL)
+    row = np.full((1, model.n_features), np.nan, np.float32)
+    for _ in range(200):
+        model.run(row)
+    found = {}
+    for pause in (0.0, 0.005):
+        calls, loops = [], []
+        for _ in range(repeats):
+            time.sleep(pause)
+            start = time.perf_counter()
+            model.run(row)
+            calls.append(time.perf_counter() - start)
+            time.sleep(pause)
+            start = time.perf_counter()
+            sum(range(100))
+            loops.append(time.perf_counter() - start)
+        found[f"{pause * 1e3:g} ms"] = {
+            "onnxruntime_us": np.median(calls) * 1e6,
+            "loop_us": np.median(loops) * 1e6,
+        }
+    return found
+
+
 def run(repository: Path, starts: int = 5, updates: int = 20) -> tuple[dict, str]:
     """Both servers side by side: startups alternating, then updates alternating between two servers
     running at once (each on its own copy of the model)."""
@@ -177,5 +205,11 @@ def run(repository: Path, starts: int = 5, updates: int = 20) -> tuple[dict, str
             "first after an update / pause control (median of pairs)",
         ),
         rows,
+    )
+    results["idle_wake"] = wake = idle_wake(repository)
+    text += "\n" + table(
+        "after an idle pause, in this process (a warm session's 1-row call; a 100-step Python loop), medians",
+        ("pause before it", "onnxruntime call µs", "Python loop µs"),
+        [(k, f"{v['onnxruntime_us']:.1f}", f"{v['loop_us']:.1f}") for k, v in wake.items()],
     )
     return results, text

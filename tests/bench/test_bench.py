@@ -66,6 +66,7 @@ def test_warmup_section_runs(repository):
         assert len(results[name]["first_onnxruntime_call_us"]) == 2
         assert len(results[name]["after_pause_ms"]) == 2 and results[name]["update_over_pause"] > 0
     assert "first request after startup and after an update" in text
+    assert set(results["idle_wake"]) == {"0 ms", "5 ms"} and "after an idle pause" in text
 
 
 def test_payload_log_section_runs_with_zero_errors(repository):
