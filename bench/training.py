@@ -4,6 +4,7 @@ rows/s of this project's loop vs scikit-learn's `fit` (its fastest SGD path)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 import warnings
@@ -83,7 +84,10 @@ def run(names: list[str], seeds: list[int], runs_dir, scale_rows: int) -> tuple[
             metric = TASKS[config.task].main_metric
             ours.append(report["test_metrics"][metric])
             our_s.append(report["train_seconds"])
-            value, seconds = sklearn_run(config, report["epochs_run"])  # the epochs we actually ran
+            ran = dataclasses.replace(  # the batch size and rate our run planned from the table
+                config, batch_size=report["config"]["batch_size"], lr=report["config"]["lr"]
+            )
+            value, seconds = sklearn_run(ran, report["epochs_run"])  # the epochs we actually ran
             theirs.append(value)
             their_s.append(seconds)
         results[name] = {

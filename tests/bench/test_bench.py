@@ -34,6 +34,14 @@ def test_http_section_runs_with_zero_errors(repository):
     assert 0 < results["cold_start"]["median_s"] < 30 and results["rss_mb"]["loaded"] > 0
 
 
+def test_training_comparison_runs_with_the_batch_and_rate_our_run_planned(tmp_path):
+    from bench import training
+
+    results, text = training.run(["auto-mpg"], [0], tmp_path, scale_rows=2048)
+    assert results["auto-mpg"]["ours"] > 0 and results["auto-mpg"]["sklearn"] > 0
+    assert "training vs scikit-learn" in text
+
+
 def test_training_scale_case_runs():
     from bench import training  # scikit-learn comes with the `dev` extra, so this runs in CI
 
