@@ -1047,6 +1047,15 @@ MUTANTS = [
         "            pass",
         ("tests/serve/test_payloads.py::test_a_full_disk_fails_no_request_and_counts_the_drops",),
     ),
+    # -- found by the training benchmark's scaling case after wave 3 ------------------------------------
+    Mutant(
+        "leak-check-needs-rows-on-every-rank",
+        "the leak check fails on a process whose shard holds no rows (one-row-group Parquet, --nproc 2)",
+        "pipeline/data/caveats.py",
+        "    xs, ys, total = [np.empty((0, 0), np.float32)], [np.empty(0)], 0",
+        "    xs, ys, total = [], [], 0",
+        ("tests/pipeline/test_distributed.py::test_a_parquet_file_of_one_row_group_trains_on_two_processes",),
+    ),
 ]
 
 

@@ -36,14 +36,16 @@ def small_splits(dataset: SplitTable, cv: int, log) -> list[str]:
 
 
 def stacked(chunks, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys, total = [], [], 0
+    """The first `limit` rows of `chunks`; none at all on a process whose shard holds no rows of the split
+    (with several processes, a Parquet file of one row group is all rank 0's)."""
+    xs, ys, total = [np.empty((0, 0), np.float32)], [np.empty(0)], 0
     for x, y in chunks:
         xs.append(x[: limit - total])
         ys.append(y[: limit - total])
         total += len(xs[-1])
         if total >= limit:
             break
-    return np.concatenate(xs), np.concatenate(ys)
+    return np.concatenate(xs[1:] or xs), np.concatenate(ys[1:] or ys)
 
 
 def nearest_value_predictions(

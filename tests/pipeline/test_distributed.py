@@ -379,6 +379,23 @@ def test_a_streamed_csv_splits_its_rows_on_two_processes_as_on_one(tmp_path):
     assert two["rows"] == one["rows"]
 
 
+def test_a_parquet_file_of_one_row_group_trains_on_two_processes(tmp_path):
+    """The whole file is rank 0's shard; rank 1 holds no rows of any split and must still take part."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 4)).astype(np.float32)
+    table = pa.table({**{f"x{j}": x[:, j] for j in range(4)}, "label": (x[:, 0] > 0).astype(np.int64)})
+    pq.write_table(table, tmp_path / "t.parquet")
+    result = pipeline("--data", str(tmp_path / "t.parquet"), "--target", "label", "--epochs", "1",
+                      "--hidden", "8", "--name", "t", "--quiet", "--nproc", "2",
+                      "--runs-dir", str(tmp_path / "runs"))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "runs" / "t" / "report.json").read_text())
+    assert report["rows"]["train"] + report["rows"]["val"] + report["rows"]["test"] == 2000
+
+
 def test_a_resumed_job_restores_torchs_random_state(tmp_path, monkeypatch):
     """With dropout, the masks come from torch's global random stream: a job stopped after epoch 3 and
     resumed must draw epoch 4's masks as the uninterrupted job did, to reach its weights bit for bit."""
