@@ -125,8 +125,8 @@ def idle_wake(repository: Path, repeats: int = 30) -> dict:
             sum(range(100))
             loops.append(time.perf_counter() - start)
         found[f"{pause * 1e3:g} ms"] = {
-            "onnxruntime_us": np.median(calls) * 1e6,
-            "loop_us": np.median(loops) * 1e6,
+            "onnxruntime_us": float(np.median(calls)) * 1e6,
+            "loop_us": float(np.median(loops)) * 1e6,
         }
     return found
 
