@@ -85,7 +85,10 @@ def run(names: list[str], seeds: list[int], runs_dir, scale_rows: int) -> tuple[
             ours.append(report["test_metrics"][metric])
             our_s.append(report["train_seconds"])
             ran = dataclasses.replace(  # the batch size and rate our run planned from the table
-                config, batch_size=report["config"]["batch_size"], lr=report["config"]["lr"]
+                config,
+                batch_size=report["config"]["batch_size"],
+                lr=report["config"]["lr"],
+                hidden=report["config"]["hidden"],
             )
             value, seconds = sklearn_run(ran, report["epochs_run"])  # the epochs we actually ran
             theirs.append(value)

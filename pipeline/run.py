@@ -35,6 +35,7 @@ from pipeline.training.loop import evaluate, fit
 from pipeline.training.models import ModelSpec, TabularModel
 from pipeline.training.report import plot_curves, plot_importance, read_json, write_json
 from pipeline.training.resume import Resume
+from pipeline.training.schedule import auto_hidden
 
 HELD_OUT_ROWS = 1024  # test rows kept in the checkpoint for parity checks later
 
@@ -63,6 +64,7 @@ def train_run(
     leaks = find_leaks(dataset, config.target, log)
     task = TASKS[config.task]
     mean, std = dataset.scale
+    config = dataclasses.replace(config, hidden=list(config.hidden) or auto_hidden(dataset.rows["train"]))
     spec = ModelSpec(
         task=config.task,
         features=dataset.features,

@@ -1056,6 +1056,17 @@ MUTANTS = [
         "    xs, ys, total = [], [], 0",
         ("tests/pipeline/test_distributed.py::test_a_parquet_file_of_one_row_group_trains_on_two_processes",),
     ),
+    # -- issue 16, after wave 3: the network grows with the table ---------------------------------------
+    Mutant(
+        "hidden-layers-ignore-the-table",
+        "a run without `hidden` always gets the small network, whatever its training rows",
+        "pipeline/training/schedule.py",
+        "    return list(LARGE_HIDDEN if train_rows >= WIDE_ROWS else SMALL_HIDDEN)",
+        "    return list(SMALL_HIDDEN)",
+        (
+            "tests/pipeline/training/test_schedule.py::test_hidden_layers_follow_the_training_rows_unless_given",
+        ),
+    ),
 ]
 
 

@@ -12,15 +12,19 @@ import torch
 from pipeline.config import RunConfig, builtin_config
 from pipeline.run import train_run
 from pipeline.training import loop
+from pipeline.training.checkpoint import load_checkpoint
 from pipeline.training.loop import Diverged, train_one_epoch
 from pipeline.training.models import build_mlp
 from pipeline.training.optimizer import make_optimizer, sgd_step
 from pipeline.training.schedule import (
     CLIP_NORM,
     FINAL_LR_SHARE,
+    LARGE_HIDDEN,
     MAX_BATCH,
     MIN_BATCH,
     ONE_THREAD_FLOPS,
+    SMALL_HIDDEN,
+    WIDE_ROWS,
     lr_share,
     plan_training,
 )
@@ -36,6 +40,24 @@ def test_auto_plan_follows_the_table_size():
     assert small.patience == small.epochs // 4
     given = plan_training(RunConfig(batch_size=64, lr=0.3, epochs=7, patience=2), 300, [8, 32, 1])
     assert (given.batch_size, given.lr, given.epochs, given.patience) == (64, 0.3, 7, 2)
+
+
+@pytest.mark.parametrize(
+    ("rows", "given", "expected"),
+    [(600, [], SMALL_HIDDEN), (WIDE_ROWS * 2, [], LARGE_HIDDEN), (WIDE_ROWS * 2, [8], [8])],
+)
+def test_hidden_layers_follow_the_training_rows_unless_given(tmp_path, rows, given, expected):
+    """A run without `hidden` gets the small network below WIDE_ROWS training rows (60% of the table at the
+    default splits) and the large one from there; what it ran is in the report and the checkpoint."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, 2))
+    table = tmp_path / "t.csv"
+    np.savetxt(table, np.c_[x, x.sum(axis=1)], delimiter=",", header="a,b,y", comments="", fmt="%.4f")
+    config = RunConfig(name="t", data=str(table), target="y", epochs=1, hidden=given)
+    report = train_run(config, tmp_path / "runs", False, quiet)
+    assert report["config"]["hidden"] == expected
+    model, _ = load_checkpoint(tmp_path / "runs" / "t" / "checkpoint.pt")
+    assert [layer.out_features for layer in model.mlp if isinstance(layer, torch.nn.Linear)] == [*expected, 1]
 
 
 def test_lr_warms_up_linearly_then_decays_by_a_cosine():
