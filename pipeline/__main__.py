@@ -10,6 +10,7 @@ from pipeline.cli import add_config_flags, add_launch_flags, add_model_flags, co
 from pipeline.config import load_config, selected_models
 from pipeline.display import warnings_only
 from pipeline.errors import PipelineError, disk_error
+from pipeline.training import figures
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         return launch(without_launch_flags(argv), args.nproc, args.max_restarts)
+    if args.command != "compile" and os.environ.get("RANK", "0") == "0":
+        figures.start()  # before torch's import: the figures' process imports matplotlib meanwhile
     from pipeline.distributed import SINGLE, die_with_launcher, from_environment, shutdown
 
     die_with_launcher()
@@ -95,5 +98,18 @@ def main(argv: list[str] | None = None) -> int:
         shutdown(job)
 
 
+def exit_without_teardown(code: int) -> None:
+    """End a `train` process at once: with torch loaded, the interpreter's teardown takes 0.6 s
+    (`python -c 'import torch'`: 1.9 s, 1.1 s ending this way), a sixth of a small table's run. By now
+    every file the run wrote is closed and synced and the process group is gone; only the output streams
+    are flushed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if sys.argv[1:2] == ["train"]:  # `all` and `compile` leave torch.compile's workers to the teardown
+        exit_without_teardown(code)
+    sys.exit(code)

@@ -30,10 +30,11 @@ from pipeline.training.calibration import (
 )
 from pipeline.training.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.training.crossval import cross_validate
+from pipeline.training.figures import Figures
 from pipeline.training.importance import permutation_importance
 from pipeline.training.loop import evaluate, fit
 from pipeline.training.models import ModelSpec, TabularModel
-from pipeline.training.report import plot_curves, plot_importance, read_json, write_json
+from pipeline.training.report import read_json, write_json
 from pipeline.training.resume import Resume
 from pipeline.training.schedule import auto_hidden
 
@@ -48,9 +49,21 @@ def train_run(
     config: RunConfig, runs_dir: Path, progress: bool = True, log=print, job: Dist = SINGLE
 ) -> dict:
     """Train one model and publish its run directory; returns the report. With several processes
-    (`job`), every one trains and rank 0 alone writes the run."""
+    (`job`), every one trains and rank 0 alone writes the run (and draws its figures, in a process of
+    their own started now: `pipeline.training.figures`)."""
     config.validate()
     check_writable(runs_dir)  # now, not after the training: the run is published there
+    figures = Figures() if job.is_main else None
+    try:
+        return train_and_publish(config, runs_dir, progress, log, job, figures)
+    finally:
+        if figures is not None:
+            figures.close()
+
+
+def train_and_publish(
+    config: RunConfig, runs_dir: Path, progress: bool, log, job: Dist, figures: Figures | None
+) -> dict:
     if not job.is_main:
         log = quiet
     task_name = config.task or "task to infer"
@@ -86,6 +99,11 @@ def train_run(
     start = time.perf_counter()
     history = fit(model, fitted, fit_config, progress=progress, job=job, resume=resume, log=log)
     seconds = time.perf_counter() - start
+    if figures is not None:
+        curves = {k: getattr(history, k) for k in ("train_loss", "val_loss", "val_metric", "best_epoch")}
+        figures.draw(
+            "curves.png", curves=curves, metric=task.main_metric, title=f"{config.name} ({config.task})"
+        )
     plan = history.plan  # the report's config says what ran: the batch, rate, epochs and patience used
     config = dataclasses.replace(
         config, batch_size=plan["batch_size"], lr=plan["lr"], epochs=plan["epochs"], patience=plan["patience"]
@@ -93,6 +111,8 @@ def train_run(
     calibration = calibrate(model, dataset, config, job, log)
     metrics = evaluate(model, dataset.chunks("test"), dataset.class_names, job)
     importance = permutation_importance(model, dataset.chunks("test"), dataset.class_names, config.seed)
+    if figures is not None:
+        figures.draw("importance.png", importance=importance, title=f"{config.name}: permutation importance")
     report = {
         "name": config.name,
         "task": config.task,
@@ -136,8 +156,7 @@ def train_run(
             held_out=torch.from_numpy(held_out),
         )
         write_json(staged / "report.json", report)
-        plot_curves(staged / "curves.png", history, task.main_metric, f"{config.name} ({config.task})")
-        plot_importance(staged / "importance.png", importance, f"{config.name}: permutation importance")
+        figures.write(staged)
         publish_dir(staged, run_dir)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)

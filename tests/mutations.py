@@ -1067,6 +1067,34 @@ MUTANTS = [
             "tests/pipeline/training/test_schedule.py::test_hidden_layers_follow_the_training_rows_unless_given",
         ),
     ),
+    Mutant(
+        "figures-drawn-in-the-run",
+        "the run draws its figures itself (matplotlib's import and the drawing on its own path again)",
+        "pipeline/training/figures.py",
+        "        self.worker = STARTED.pop() if STARTED else start_worker()",
+        "        self.worker = None",
+        (
+            "tests/pipeline/training/test_figures.py::test_the_command_line_run_draws_its_figures_in_another_process",
+        ),
+    ),
+    Mutant(
+        "failed-figure-process-loses-the-figures",
+        "when the figures' process fails, the run publishes without its figures",
+        "pipeline/training/figures.py",
+        "            if not written or not (directory / name).is_file():",
+        "            if False:",
+        (
+            "tests/pipeline/training/test_figures.py::test_a_figure_process_that_fails_leaves_the_figures_to_the_run",
+        ),
+    ),
+    Mutant(
+        "failed-run-leaves-its-figure-process",
+        "a run that fails leaves its figures' process waiting for numbers",
+        "pipeline/run.py",
+        "            figures.close()",
+        "            pass",
+        ("tests/pipeline/training/test_figures.py::test_a_failed_run_stops_its_figure_process",),
+    ),
 ]
 
 
