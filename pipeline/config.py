@@ -53,7 +53,7 @@ class RunConfig:
         "auto", "cache the encoded table when it fits (auto: a quarter of the memory)"
     )
     hidden: list[int] = option(
-        [], "hidden layer sizes (none: from the table, 32 below 6,000 training rows, else 128,128)"
+        [], "hidden layer sizes; none: from the table, 32 below 6,000 training rows, else 128,128"
     )
     activation: str = option("relu", "between hidden layers: relu | tanh | sigmoid | none")
     dropout: float = option(0.0, "dropout after each hidden activation")

@@ -260,7 +260,7 @@ def test_help_says_what_every_flag_does_and_its_default():
         ("--data", "none"),
         ("--memory-budget", "'auto'"),
         ("--epochs", "0"),
-        ("--hidden", "32"),
+        ("--hidden", "none"),  # from the table
     ):
         block = result.stdout.split(f"\n  {flag} ", 1)[1].split("\n  --", 1)[0]
         assert f"(default: {default})" in " ".join(block.split()), flag
